@@ -1,0 +1,224 @@
+//! The prioritised replay buffer of FAB with α = 2 (ICLR 2023): AIS points kept with their weights and sampled
+//! without replacement in proportion to them.
+//!
+//! Points are stored with their AIS log weight and the flow's log q at the time they were stored. When a point is
+//! re-used after the flow changed, its weight is corrected by `(1 − α)(log q_now − log q_old)`: the samples were
+//! drawn ∝ the stored weight, so only this ratio enters the loss.
+
+use fab_core::{Batch, BatchRef};
+use rand::RngCore;
+use rand_distr::{Distribution, Open01};
+use serde::{Deserialize, Serialize};
+
+/// A circular store of `capacity` points of dimension `dim` with log weights and the log q at storage time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayBuffer {
+    dim: usize,
+    capacity: usize,
+    min_len_to_sample: usize,
+    x: Vec<f64>,
+    log_w: Vec<f64>,
+    log_q_old: Vec<f64>,
+    /// Index where the next point is written.
+    next_idx: usize,
+    /// Number of filled slots (≤ capacity).
+    len: usize,
+    /// Points refused at insertion because x, log w or log q was non-finite.
+    n_dropped_non_finite: u64,
+}
+
+/// Points drawn from the buffer: positions, the log q stored with them, and their slot indices (for `adjust`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferDraw {
+    /// The points, one per row.
+    pub x: Batch,
+    /// `log q_old` of each point.
+    pub log_q_old: Vec<f64>,
+    /// Slot of each point in the buffer.
+    pub idx: Vec<usize>,
+}
+
+impl ReplayBuffer {
+    /// An empty buffer. `min_len_to_sample` is the fill level below which `can_sample` is false.
+    ///
+    /// # Panics
+    /// If `dim == 0`, `capacity == 0` or `min_len_to_sample > capacity` (configs are validated before this).
+    pub fn new(dim: usize, capacity: usize, min_len_to_sample: usize) -> Self {
+        assert!(dim > 0 && capacity > 0 && min_len_to_sample <= capacity, "invalid replay buffer shape");
+        Self {
+            dim,
+            capacity,
+            min_len_to_sample,
+            x: vec![0.0; capacity * dim],
+            log_w: vec![f64::NEG_INFINITY; capacity],
+            log_q_old: vec![0.0; capacity],
+            next_idx: 0,
+            len: 0,
+            n_dropped_non_finite: 0,
+        }
+    }
+
+    /// Number of points stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Dimension of the stored points.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Maximum number of points.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    /// Whether the buffer is full enough to sample from.
+    pub fn can_sample(&self) -> bool {
+        self.len >= self.min_len_to_sample
+    }
+    /// Points refused at insertion because a value was non-finite.
+    pub fn n_dropped_non_finite(&self) -> u64 {
+        self.n_dropped_non_finite
+    }
+    /// Log weights of the filled slots.
+    pub fn log_weights(&self) -> &[f64] {
+        &self.log_w[..self.len]
+    }
+
+    /// Stores the rows of `xs` with their log weights and log q, overwriting the oldest points when full.
+    /// Rows with any non-finite value are dropped and counted. Returns the number stored.
+    pub fn add(&mut self, xs: BatchRef<'_>, log_w: &[f64], log_q: &[f64]) -> usize {
+        assert_eq!(xs.dim(), self.dim, "ReplayBuffer::add: dimension differs from the buffer's");
+        assert!(xs.n_rows() == log_w.len() && log_w.len() == log_q.len(), "ReplayBuffer::add: one weight per row");
+        let mut n_added = 0;
+        for ((x, &lw), &lq) in xs.rows().zip(log_w).zip(log_q) {
+            if !(lw.is_finite() && lq.is_finite() && x.iter().all(|v| v.is_finite())) {
+                self.n_dropped_non_finite += 1;
+                continue;
+            }
+            let i = self.next_idx;
+            self.x[i * self.dim..(i + 1) * self.dim].copy_from_slice(x);
+            self.log_w[i] = lw;
+            self.log_q_old[i] = lq;
+            self.next_idx = (i + 1) % self.capacity;
+            self.len = (self.len + 1).min(self.capacity);
+            n_added += 1;
+        }
+        n_added
+    }
+
+    /// Draws `n` distinct points with probability ∝ `exp(log w)` (sequential sampling without replacement, by the
+    /// Gumbel-top-k trick), in random order. Returns `None` when fewer than `n` points have a finite weight.
+    pub fn sample(&self, rng: &mut dyn RngCore, n: usize) -> Option<BufferDraw> {
+        let mut keys: Vec<(f64, usize)> = (0..self.len)
+            .filter(|&i| self.log_w[i].is_finite())
+            .map(|i| {
+                let u: f64 = Open01.sample(rng);
+                (self.log_w[i] - (-u.ln()).ln(), i)
+            })
+            .collect();
+        if keys.len() < n {
+            return None;
+        }
+        if n == 0 {
+            return Some(BufferDraw { x: Batch::zeros(0, self.dim), log_q_old: Vec::new(), idx: Vec::new() });
+        }
+        // Largest perturbed keys first; ties broken by index so the order is total and reproducible.
+        keys.select_nth_unstable_by(n - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut idx: Vec<usize> = keys[..n].iter().map(|k| k.1).collect();
+        idx.sort_unstable();
+        shuffle(&mut idx, rng);
+        let mut x = Batch::zeros(0, self.dim);
+        for &i in &idx {
+            x.push_row(&self.x[i * self.dim..(i + 1) * self.dim]);
+        }
+        let log_q_old = idx.iter().map(|&i| self.log_q_old[i]).collect();
+        Some(BufferDraw { x, log_q_old, idx })
+    }
+
+    /// After a gradient step on drawn points: adds `log_w_adjust` to their log weights and stores the new log q.
+    /// Points whose adjustment or new log q is non-finite get weight zero (`-inf`) so they are never drawn again.
+    pub fn adjust(&mut self, idx: &[usize], log_w_adjust: &[f64], log_q_new: &[f64]) {
+        assert!(idx.len() == log_w_adjust.len() && idx.len() == log_q_new.len(), "ReplayBuffer::adjust: lengths differ");
+        for ((&i, &adj), &lq) in idx.iter().zip(log_w_adjust).zip(log_q_new) {
+            if adj.is_finite() && lq.is_finite() {
+                self.log_w[i] += adj;
+                self.log_q_old[i] = lq;
+            } else {
+                self.log_w[i] = f64::NEG_INFINITY;
+            }
+        }
+    }
+}
+
+/// Fisher–Yates shuffle driven by `rng`.
+fn shuffle(xs: &mut [usize], rng: &mut dyn RngCore) {
+    for i in (1..xs.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        xs.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fab_core::stream_rng;
+
+    fn filled(log_w: &[f64]) -> ReplayBuffer {
+        let n = log_w.len();
+        let mut b = ReplayBuffer::new(1, n, 1);
+        let xs: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        b.add(BatchRef::new(&xs, 1), log_w, &vec![0.0; n]);
+        b
+    }
+
+    #[test]
+    fn the_buffer_is_circular_and_drops_non_finite_points() {
+        let mut b = ReplayBuffer::new(2, 3, 2);
+        assert!(!b.can_sample());
+        let xs = [1.0, 1.0, 2.0, 2.0, f64::NAN, 0.0, 4.0, 4.0, 5.0, 5.0];
+        let n = b.add(BatchRef::new(&xs, 2), &[0.0, 1.0, 2.0, 3.0, f64::NAN], &[0.0; 5]);
+        assert_eq!((n, b.len(), b.n_dropped_non_finite()), (3, 3, 2));
+        assert_eq!(b.log_weights(), &[0.0, 1.0, 3.0]);
+        b.add(BatchRef::new(&[9.0, 9.0], 2), &[7.0], &[0.0]);
+        // The oldest slot (index 0) was overwritten.
+        assert_eq!(b.log_weights(), &[7.0, 1.0, 3.0]);
+        assert!(b.can_sample());
+    }
+
+    #[test]
+    fn draws_are_distinct_and_follow_the_weights() {
+        // Weights 1:2:3:4; drawing 1 of 4 many times gives frequencies within CLT bounds of w/Σw.
+        let b = filled(&[1f64.ln(), 2f64.ln(), 3f64.ln(), 4f64.ln()]);
+        let mut rng = stream_rng(5, 0);
+        let n_draws = 20_000;
+        let mut counts = [0usize; 4];
+        for _ in 0..n_draws {
+            counts[b.sample(&mut rng, 1).unwrap().idx[0]] += 1;
+        }
+        for (i, &c) in counts.iter().enumerate() {
+            let p = (i + 1) as f64 / 10.0;
+            let se = (p * (1.0 - p) / n_draws as f64).sqrt();
+            assert!((c as f64 / n_draws as f64 - p).abs() < 4.0 * se, "slot {i}: {c} draws, expected p = {p}");
+        }
+        let d = b.sample(&mut rng, 4).unwrap();
+        let mut idx = d.idx.clone();
+        idx.sort_unstable();
+        assert_eq!(idx, vec![0, 1, 2, 3]);
+        assert_eq!(d.x.as_slice().iter().map(|&v| v as usize).collect::<Vec<_>>(), d.idx);
+        assert!(b.sample(&mut rng, 5).is_none());
+    }
+
+    #[test]
+    fn adjusting_moves_weights_and_kills_invalid_points() {
+        let mut b = filled(&[0.0, 0.0, 0.0]);
+        b.adjust(&[0, 2], &[1.5, f64::NAN], &[-2.0, 0.0]);
+        assert_eq!(b.log_weights(), &[1.5, 0.0, f64::NEG_INFINITY]);
+        let mut rng = stream_rng(1, 1);
+        // Only two points have finite weight.
+        assert!(b.sample(&mut rng, 3).is_none());
+        assert!(b.sample(&mut rng, 2).is_some());
+    }
+}
