@@ -125,3 +125,31 @@ impl Target for Funnel {
         Some(Moments { mean: vec![0.0; self.dim], variance, fourth_central })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quadrature::simpson;
+
+    /// The 2-D funnel integrates to 1: for each `v` the inner integral over `x` runs over ±12 conditional stds,
+    /// so the narrow neck is resolved as well as the wide mouth; `v` runs over ±10 of its stds.
+    #[test]
+    fn two_dimensional_funnel_integrates_to_one() {
+        let funnel = Funnel::new(2).unwrap();
+        let inner = |v: f64| {
+            let half_width = 12.0 * (0.5 * v).exp();
+            simpson(|x| funnel.log_prob(&[v, x]).exp(), -half_width, half_width, 400)
+        };
+        let total = simpson(inner, -30.0, 30.0, 2000);
+        assert!((total - 1.0).abs() < 1e-9, "∫ p = {total}");
+    }
+
+    #[test]
+    fn density_is_the_product_of_the_conditionals() {
+        let funnel = Funnel::new(3).unwrap();
+        let normal = |x: f64, var: f64| -0.5 * x * x / var - 0.5 * (LN_2PI + var.ln());
+        let (v, x1, x2) = (1.3, -2.0, 0.7);
+        let expected = normal(v, 9.0) + normal(x1, v.exp()) + normal(x2, v.exp());
+        assert!((funnel.log_prob(&[v, x1, x2]) - expected).abs() < 1e-13);
+    }
+}

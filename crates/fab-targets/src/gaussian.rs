@@ -154,3 +154,29 @@ impl Target for DiagGaussian {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fab_core::stream_rng;
+
+    #[test]
+    fn proposal_log_q_is_the_normalised_density_of_the_draw() {
+        let q = DiagGaussian::new(vec![1.0, -2.0, 0.0], vec![0.3, 2.0, 1.0]).unwrap();
+        let (xs, log_q) = q.sample(&mut stream_rng(1, 0), 64);
+        for (x, lq) in xs.rows().zip(&log_q) {
+            let direct = q.log_prob(x);
+            assert!((direct - lq).abs() <= 1e-12 * direct.abs().max(1.0), "{lq} vs {direct}");
+        }
+    }
+
+    #[test]
+    fn density_matches_the_product_of_univariate_normals() {
+        let q = DiagGaussian::new(vec![1.0, -2.0], vec![0.5, 3.0]).unwrap();
+        let x = [0.2, 1.0];
+        let univariate = |x: f64, m: f64, s: f64| -0.5 * ((x - m) / s).powi(2) - s.ln() - 0.5 * LN_2PI;
+        let expected = univariate(0.2, 1.0, 0.5) + univariate(1.0, -2.0, 3.0);
+        assert!((q.log_prob(&x) - expected).abs() < 1e-14);
+        assert_eq!(DiagGaussian::standard(3).log_prob(&[0.0; 3]), -1.5 * LN_2PI);
+    }
+}

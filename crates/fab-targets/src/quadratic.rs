@@ -86,3 +86,33 @@ impl QuadraticFn {
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(a, b)| a * b).sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_is_the_quadratic_form_written_out() {
+        let f = QuadraticFn::new(vec![1.0, -2.0], vec![1.0, 2.0, 3.0, 4.0], vec![0.5, -1.0]).unwrap();
+        // u = x + s = (1.5, -1.0); uᵀAu = 1·2.25 + 2·1.5·(−1) + 3·(−1)·1.5 + 4·1 = −1.25; bᵀu = 0.75 + 1 = 1.75.
+        assert!((f.value(&[0.5, 1.0]) - 0.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn expectation_under_a_point_mass_like_component_is_the_value_plus_the_trace_term() {
+        let f = QuadraticFn::new(vec![0.0, 0.0], vec![2.0, 1.0, 0.0, 3.0], vec![1.0, 1.0]).unwrap();
+        let gmm = DiagGmm::new(&[[1.0, 2.0]], &[[0.5, 0.1]], &[1.0]).unwrap();
+        let expected = f.value(&[1.0, 2.0]) + 2.0 * 0.25 + 3.0 * 0.01;
+        assert!((f.expectation_under(&gmm) - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn invalid_constants_name_the_field() {
+        let err = QuadraticFn::new(vec![0.0, 0.0], vec![1.0; 3], vec![0.0; 2]).unwrap_err();
+        assert!(err.to_string().contains("`a`"), "{err}");
+        let err = QuadraticFn::new(vec![0.0, 0.0], vec![1.0; 4], vec![0.0; 3]).unwrap_err();
+        assert!(err.to_string().contains("`b`"), "{err}");
+        let err = QuadraticFn::new(vec![0.0, f64::NAN], vec![1.0; 4], vec![0.0; 2]).unwrap_err();
+        assert!(err.to_string().contains("`s[1]`"), "{err}");
+    }
+}
