@@ -1,1 +1,5 @@
+//! The `fab` command-line interface.
+
+mod plot;
+
 fn main() {}

@@ -8,7 +8,7 @@ fn check_shape(len: usize, dim: usize) -> Result<(), ShapeError> {
     if dim == 0 {
         return Err(ShapeError::ZeroDim);
     }
-    if len % dim != 0 {
+    if !len.is_multiple_of(dim) {
         return Err(ShapeError::Ragged { len, dim });
     }
     Ok(())

@@ -78,7 +78,7 @@ pub fn check_gradient(
         let numeric = directional_derivative(f, x, &v, step);
         let scale = grad_norm.max(numeric.abs()).max(1e-8);
         let err = (analytic - numeric).abs() / scale;
-        if !(err <= worst.max_rel_error) {
+        if err.is_nan() || err > worst.max_rel_error {
             worst = GradCheck { max_rel_error: err, analytic, numeric };
         }
     }

@@ -141,7 +141,10 @@ impl ReplayBuffer {
     /// After a gradient step on drawn points: adds `log_w_adjust` to their log weights and stores the new log q.
     /// Points whose adjustment or new log q is non-finite get weight zero (`-inf`) so they are never drawn again.
     pub fn adjust(&mut self, idx: &[usize], log_w_adjust: &[f64], log_q_new: &[f64]) {
-        assert!(idx.len() == log_w_adjust.len() && idx.len() == log_q_new.len(), "ReplayBuffer::adjust: lengths differ");
+        assert!(
+            idx.len() == log_w_adjust.len() && idx.len() == log_q_new.len(),
+            "ReplayBuffer::adjust: lengths differ"
+        );
         for ((&i, &adj), &lq) in idx.iter().zip(log_w_adjust).zip(log_q_new) {
             if adj.is_finite() && lq.is_finite() {
                 self.log_w[i] += adj;

@@ -79,7 +79,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
 
 /// Serialises `data` to bytes in the checkpoint layout.
 pub fn encode(data: &CheckpointData) -> Vec<u8> {
-    let header = Header { meta: data.meta.clone(), arrays: data.arrays.iter().map(|(k, v)| (k.clone(), v.len())).collect() };
+    let header =
+        Header { meta: data.meta.clone(), arrays: data.arrays.iter().map(|(k, v)| (k.clone(), v.len())).collect() };
     let header = serde_json::to_vec(&header).expect("a JSON value always serialises");
     let n_floats: usize = data.arrays.values().map(Vec::len).sum();
     let mut bytes = Vec::with_capacity(8 + 8 + header.len() + 8 * n_floats + 4);
@@ -125,7 +126,10 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointData, CheckpointErr
         at = end;
     }
     if at != body.len() {
-        return Err(CheckpointError::Invalid { path: path.to_path_buf(), reason: "trailing bytes after the arrays".into() });
+        return Err(CheckpointError::Invalid {
+            path: path.to_path_buf(),
+            reason: "trailing bytes after the arrays".into(),
+        });
     }
     Ok(CheckpointData { meta: header.meta, arrays })
 }
@@ -174,7 +178,10 @@ mod tests {
         assert_eq!(back.meta, sample().meta);
         for (k, v) in &sample().arrays {
             let b = &back.arrays[k];
-            assert_eq!(v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+            assert_eq!(
+                v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            );
         }
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -88,7 +88,8 @@ pub fn log_z_error(log_w: &[f64], n_runs: usize, true_log_z: f64) -> LogZError {
     let n = estimates.len() as f64;
     LogZError {
         mean_log_z: estimates.iter().sum::<f64>() / n,
-        relative_error_z_percent: 100.0 * estimates.iter().map(|e| ((e - true_log_z).exp() - 1.0).abs()).sum::<f64>() / n,
+        relative_error_z_percent: 100.0 * estimates.iter().map(|e| ((e - true_log_z).exp() - 1.0).abs()).sum::<f64>()
+            / n,
         abs_error_log_z: estimates.iter().map(|e| (e - true_log_z).abs()).sum::<f64>() / n,
         n_runs: estimates.len(),
         n_skipped,
