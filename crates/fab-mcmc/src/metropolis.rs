@@ -1,0 +1,83 @@
+//! Random-walk Metropolis: `x' = x + σ·z`, `z ~ N(0, I)`, accepted when `log u < log π(x') − log π(x)`.
+
+use crate::error::{McmcError, check_step_size};
+use crate::hmc::collect_results;
+use crate::kernel::{ChainInfo, Kernel, StepInfo};
+use crate::points::Points;
+use crate::state::{ChainState, ChunkMut};
+use crate::target::LinearLogDensity;
+use fab_core::stream_rng;
+use rand::Rng;
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Random-walk Metropolis with isotropic Gaussian proposals whose standard deviation is the step size
+/// (ICLR GMM: σ = 5, not tuned). It needs no gradients; if the state caches them anyway, proposals are
+/// evaluated with gradients so the cache stays consistent. Invalid proposals are rejected and counted as divergent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RandomWalkMetropolis;
+
+impl RandomWalkMetropolis {
+    /// One transition of the chains of one chunk.
+    fn step_chunk(
+        &self,
+        target: &LinearLogDensity<'_>,
+        chunk: &mut ChunkMut<'_>,
+        sigma: f64,
+        seed: u64,
+    ) -> (Vec<ChainInfo>, u64) {
+        let mut pts = Points::from_chunk(target, chunk, None);
+        let log_pi_start = pts.log_pi.clone();
+        let (m, dim) = (pts.m, pts.dim);
+        let mut rngs: Vec<_> = (0..m).map(|i| stream_rng(seed, (chunk.start + i) as u64)).collect();
+        for (rng, x) in rngs.iter_mut().zip(pts.x.chunks_exact_mut(dim)) {
+            for xd in x {
+                *xd += sigma * rng.sample::<f64, _>(StandardNormal);
+            }
+        }
+        pts.kill_non_finite_positions();
+        pts.evaluate_alive(target);
+        let infos = (0..m)
+            .map(|i| {
+                let log_u = rngs[i].random::<f64>().ln();
+                if !pts.alive[i] {
+                    return ChainInfo::invalid(f64::NAN);
+                }
+                let delta_e = log_pi_start[i] - pts.log_pi[i];
+                if !delta_e.is_finite() {
+                    return ChainInfo::invalid(delta_e);
+                }
+                let accepted = log_u < -delta_e;
+                if accepted {
+                    pts.store_row(i, chunk);
+                }
+                ChainInfo { accepted, accept_prob: (-delta_e).exp().min(1.0), divergent: false, energy_error: delta_e }
+            })
+            .collect();
+        (infos, pts.n_evaluated)
+    }
+}
+
+impl Kernel for RandomWalkMetropolis {
+    fn uses_gradient(&self) -> bool {
+        false
+    }
+
+    fn step(
+        &self,
+        target: &LinearLogDensity<'_>,
+        state: &mut ChainState,
+        step_size: f64,
+        seed: u64,
+    ) -> Result<StepInfo, McmcError> {
+        state.check_target(target)?;
+        check_step_size(step_size)?;
+        let results: Vec<(Vec<ChainInfo>, u64)> = state
+            .chunks_mut()
+            .into_par_iter()
+            .map(|mut chunk| self.step_chunk(target, &mut chunk, step_size, seed))
+            .collect();
+        Ok(collect_results(results, 0))
+    }
+}

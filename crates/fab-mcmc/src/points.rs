@@ -1,0 +1,197 @@
+//! Chunk-local proposals: positions with their component values and gradients, evaluated in one batched call
+//! per component over the rows that are still alive.
+
+use crate::state::ChunkMut;
+use crate::target::LinearLogDensity;
+use fab_core::{BatchMut, BatchRef};
+
+/// `m` points of one chunk, with per-component caches (component-major, like [`crate::ChainState`]), the combined
+/// `log π` and `∇ log π`, and an `alive` flag: a row that reached a non-finite position or density is frozen
+/// there and never evaluated again.
+#[derive(Debug, Clone)]
+pub(crate) struct Points {
+    pub dim: usize,
+    pub m: usize,
+    pub x: Vec<f64>,
+    log_f: Vec<f64>,
+    grad_f: Vec<f64>,
+    pub log_pi: Vec<f64>,
+    pub grad_pi: Vec<f64>,
+    pub alive: Vec<bool>,
+    with_grad: bool,
+    grad_clamp: Option<f64>,
+    /// Points evaluated so far (each evaluation covers every component).
+    pub n_evaluated: u64,
+    gather_x: Vec<f64>,
+    gather_log_f: Vec<f64>,
+    gather_grad: Vec<f64>,
+}
+
+impl Points {
+    /// Buffers for `m` points without values; call [`Points::evaluate_alive`] after filling `x`.
+    pub fn empty(target: &LinearLogDensity<'_>, m: usize, with_grad: bool, grad_clamp: Option<f64>) -> Self {
+        let (dim, k) = (target.dim(), target.n_components());
+        let g = if with_grad { m * dim } else { 0 };
+        Self {
+            dim,
+            m,
+            x: vec![0.0; m * dim],
+            log_f: vec![f64::NAN; k * m],
+            grad_f: vec![0.0; k * g],
+            log_pi: vec![f64::NAN; m],
+            grad_pi: vec![0.0; g],
+            alive: vec![true; m],
+            with_grad,
+            grad_clamp,
+            n_evaluated: 0,
+            gather_x: Vec::new(),
+            gather_log_f: Vec::new(),
+            gather_grad: Vec::new(),
+        }
+    }
+
+    /// Copies the chunk's cached state (no evaluation); rows whose `log π` is not finite start dead.
+    pub fn from_chunk(target: &LinearLogDensity<'_>, chunk: &ChunkMut<'_>, grad_clamp: Option<f64>) -> Self {
+        let m = chunk.len();
+        let with_grad = chunk.grad_f.is_some();
+        let mut pts = Self::empty(target, m, with_grad, grad_clamp);
+        pts.x.copy_from_slice(chunk.x);
+        for (k, lf) in chunk.log_f.iter().enumerate() {
+            pts.log_f[k * m..(k + 1) * m].copy_from_slice(lf);
+        }
+        if let Some(gs) = &chunk.grad_f {
+            let md = m * pts.dim;
+            for (k, g) in gs.iter().enumerate() {
+                pts.grad_f[k * md..(k + 1) * md].copy_from_slice(g);
+            }
+        }
+        for i in 0..m {
+            pts.combine_row(target, i);
+        }
+        pts
+    }
+
+    /// Position of row `i`.
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.x[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Marks rows with a non-finite coordinate dead, so they are never handed to a density.
+    pub fn kill_non_finite_positions(&mut self) {
+        for i in 0..self.m {
+            if self.alive[i] && !self.row(i).iter().all(|v| v.is_finite()) {
+                self.alive[i] = false;
+            }
+        }
+    }
+
+    /// Evaluates every component at the alive rows (one batched call per component), then recombines.
+    /// When some rows are dead the alive ones are gathered into a contiguous batch first.
+    pub fn evaluate_alive(&mut self, target: &LinearLogDensity<'_>) {
+        let (m, dim) = (self.m, self.dim);
+        let alive: Vec<usize> = (0..m).filter(|&i| self.alive[i]).collect();
+        let a = alive.len();
+        if a == 0 {
+            return;
+        }
+        let components = target.components();
+        if a == m {
+            for (k, density) in components.iter().enumerate() {
+                let xs = BatchRef::new(&self.x, dim);
+                let lf = &mut self.log_f[k * m..(k + 1) * m];
+                if self.with_grad {
+                    density.log_prob_and_grad_batch(
+                        xs,
+                        lf,
+                        BatchMut::new(&mut self.grad_f[k * m * dim..(k + 1) * m * dim], dim),
+                    );
+                } else {
+                    density.log_prob_batch(xs, lf);
+                }
+            }
+        } else {
+            self.gather_x.clear();
+            for &i in &alive {
+                self.gather_x.extend_from_slice(&self.x[i * dim..(i + 1) * dim]);
+            }
+            self.gather_log_f.resize(a, 0.0);
+            self.gather_grad.resize(if self.with_grad { a * dim } else { 0 }, 0.0);
+            for (k, density) in components.iter().enumerate() {
+                let xs = BatchRef::new(&self.gather_x, dim);
+                if self.with_grad {
+                    density.log_prob_and_grad_batch(
+                        xs,
+                        &mut self.gather_log_f,
+                        BatchMut::new(&mut self.gather_grad, dim),
+                    );
+                } else {
+                    density.log_prob_batch(xs, &mut self.gather_log_f);
+                }
+                for (j, &i) in alive.iter().enumerate() {
+                    self.log_f[k * m + i] = self.gather_log_f[j];
+                    if self.with_grad {
+                        let dst = (k * m + i) * dim;
+                        self.grad_f[dst..dst + dim].copy_from_slice(&self.gather_grad[j * dim..(j + 1) * dim]);
+                    }
+                }
+            }
+        }
+        self.n_evaluated += a as u64;
+        for i in alive {
+            self.combine_row(target, i);
+        }
+    }
+
+    /// Recomputes `log π` and the (clamped) `∇ log π` of row `i` from its component caches; a non-finite
+    /// `log π` kills the row.
+    fn combine_row(&mut self, target: &LinearLogDensity<'_>, i: usize) {
+        let (m, dim) = (self.m, self.dim);
+        let log_pi = target.combine_log(|k| self.log_f[k * m + i]);
+        self.log_pi[i] = log_pi;
+        if !log_pi.is_finite() {
+            self.alive[i] = false;
+            return;
+        }
+        if !self.with_grad {
+            return;
+        }
+        let g = &mut self.grad_pi[i * dim..(i + 1) * dim];
+        g.fill(0.0);
+        for (k, &c) in target.coefficients().iter().enumerate() {
+            // A zero coefficient contributes nothing, even where that component's gradient is not finite.
+            if c == 0.0 {
+                continue;
+            }
+            let src = &self.grad_f[(k * m + i) * dim..(k * m + i + 1) * dim];
+            for (gd, sd) in g.iter_mut().zip(src) {
+                *gd += c * sd;
+            }
+        }
+        if let Some(limit) = self.grad_clamp {
+            clamp_gradient(g, limit);
+        }
+    }
+
+    /// Writes row `i` (position and every component's value and gradient) into the chunk's state.
+    pub fn store_row(&self, i: usize, chunk: &mut ChunkMut<'_>) {
+        let (m, dim) = (self.m, self.dim);
+        chunk.x[i * dim..(i + 1) * dim].copy_from_slice(self.row(i));
+        for (k, lf) in chunk.log_f.iter_mut().enumerate() {
+            lf[i] = self.log_f[k * m + i];
+        }
+        if let Some(gs) = &mut chunk.grad_f {
+            for (k, g) in gs.iter_mut().enumerate() {
+                let src = (k * m + i) * dim;
+                g[i * dim..(i + 1) * dim].copy_from_slice(&self.grad_f[src..src + dim]);
+            }
+        }
+    }
+}
+
+/// The gradient guard of both FAB papers: `NaN → 0`, then every coordinate clamped to `[−limit, limit]`
+/// (2021: 1e4, ICLR: 1e3). It keeps one huge gradient from throwing a chain to infinity.
+pub fn clamp_gradient(grad: &mut [f64], limit: f64) {
+    for g in grad {
+        *g = if g.is_nan() { 0.0 } else { g.clamp(-limit, limit) };
+    }
+}
