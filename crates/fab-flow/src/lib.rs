@@ -1,1 +1,29 @@
-//! placeholder
+//! RealNVP normalizing flows with hand-derived backpropagation (no autodiff), for FAB.
+//!
+//! - [`FlowSpec`] describes an architecture (serde, so configs can hold it); [`FlowSpec::mog_2021`],
+//!   [`FlowSpec::many_well_2021`], [`FlowSpec::gmm_iclr`] and [`FlowSpec::many_well_iclr`] are the papers' flows.
+//! - [`Flow`] owns ONE flat parameter vector (`params()` / `params_mut()`), evaluates `log q` and samples in
+//!   batches (rayon over fixed row chunks, bitwise independent of the thread count), and gives the gradients FAB
+//!   needs: `Σ cᵢ ∇θ log q(xᵢ)` ([`Flow::log_q_grad_params`]), `∇ₓ log q` (the fast path of
+//!   [`fab_core::LogDensity`]) and the pathwise sampling gradient ([`Flow::sample_grad_params`]).
+//!   It implements [`fab_core::Proposal`].
+//! - Saved activations live in a caller-owned [`FlowTape`] ([`Flow::log_q_recorded`], [`Flow::backward_log_q`]).
+//! - [`Adam`] (Adam/AdamW), [`clip_grad_norm`], [`clip_grad_value`] train the flat vector.
+//! - [`Flow::save_safetensors`] / [`Flow::load_safetensors`] persist it with torch-style tensor names.
+//!
+//! Direction convention: "density" is data → base (`x → z`), "sampling" is base → data (`z → x`).
+
+mod error;
+mod flow;
+mod gemm;
+mod layers;
+mod optim;
+mod persist;
+mod spec;
+
+pub use error::FlowError;
+pub use flow::{CHUNK_ROWS, Flow, FlowTape};
+pub use layers::LayerTape;
+pub use optim::{Adam, AdamConfig, AdamState, StepOutcome, clip_grad_norm, clip_grad_value, grad_norm};
+pub use persist::{META_ACTNORM, META_FORMAT, META_SPEC};
+pub use spec::{Activation, BaseSpec, CouplingSpec, Direction, FlowSpec, HeadLayout, LayerSpec, ScaleMap};

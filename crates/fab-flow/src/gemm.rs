@@ -1,0 +1,136 @@
+//! The one dense matrix-product entry point of the crate: faer on zero-copy row-major views, hand loops for tiny shapes.
+
+use faer::{Accum, MatMut, MatRef, Par};
+
+/// Below this inner or outer size a plain loop beats faer's call overhead (a 2-D flow's first layer, a 2-wide head).
+const TINY: usize = 4;
+
+/// How an operand is stored: as the logical matrix (row-major) or as its transpose (row-major).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// The slice holds the logical `r × c` matrix, row-major.
+    N,
+    /// The slice holds the logical matrix's transpose (`c × r`), row-major.
+    T,
+}
+
+/// `C = A·B` (or `C += A·B` when `accumulate`), with `C` an `m × n` row-major slice, `A` logically `m × k`
+/// and `B` logically `k × n`, each stored as itself or its transpose (`op_a`, `op_b`).
+///
+/// Single-threaded on purpose (`Par::Seq`): callers parallelise over row chunks, which is deterministic and
+/// does not oversubscribe the two cores.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm(
+    c: &mut [f64],
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f64],
+    op_a: Op,
+    b: &[f64],
+    op_b: Op,
+    accumulate: bool,
+) {
+    debug_assert_eq!(c.len(), m * n);
+    debug_assert_eq!(a.len(), m * k);
+    debug_assert_eq!(b.len(), k * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        return;
+    }
+    if k <= TINY || n <= TINY || m <= TINY {
+        gemm_loops(c, m, n, k, a, op_a, b, op_b, accumulate);
+        return;
+    }
+    let a_view = match op_a {
+        Op::N => MatRef::from_row_major_slice(a, m, k),
+        Op::T => MatRef::from_row_major_slice(a, k, m).transpose(),
+    };
+    let b_view = match op_b {
+        Op::N => MatRef::from_row_major_slice(b, k, n),
+        Op::T => MatRef::from_row_major_slice(b, n, k).transpose(),
+    };
+    let c_view: MatMut<'_, f64> = MatMut::from_row_major_slice_mut(c, m, n);
+    let beta = if accumulate { Accum::Add } else { Accum::Replace };
+    faer::linalg::matmul::matmul(c_view, beta, a_view, b_view, 1.0, Par::Seq);
+}
+
+/// The same product by plain loops (row of `C` outer, inner index middle, so the innermost loop is contiguous in `C`).
+#[allow(clippy::too_many_arguments)]
+fn gemm_loops(c: &mut [f64], m: usize, n: usize, k: usize, a: &[f64], op_a: Op, b: &[f64], op_b: Op, accumulate: bool) {
+    let a_at = |i: usize, p: usize| match op_a {
+        Op::N => a[i * k + p],
+        Op::T => a[p * m + i],
+    };
+    for i in 0..m {
+        let row = &mut c[i * n..(i + 1) * n];
+        if !accumulate {
+            row.fill(0.0);
+        }
+        for p in 0..k {
+            let aip = a_at(i, p);
+            match op_b {
+                Op::N => {
+                    for (cj, bj) in row.iter_mut().zip(&b[p * n..(p + 1) * n]) {
+                        *cj += aip * bj;
+                    }
+                }
+                Op::T => {
+                    for (j, cj) in row.iter_mut().enumerate() {
+                        *cj += aip * b[j * k + p];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(m: usize, n: usize, k: usize, a: &[f64], op_a: Op, b: &[f64], op_b: Op) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0;
+                for p in 0..k {
+                    let x = if op_a == Op::N { a[i * k + p] } else { a[p * m + i] };
+                    let y = if op_b == Op::N { b[p * n + j] } else { b[j * k + p] };
+                    s += x * y;
+                }
+                c[i * n + j] = s;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn every_layout_and_size_matches_the_triple_loop() {
+        let fill = |len: usize, seed: f64| (0..len).map(|i| ((i as f64 + seed) * 0.7311).sin()).collect::<Vec<_>>();
+        for &(m, n, k) in &[(3, 2, 1), (17, 9, 13), (40, 33, 7), (2, 50, 30), (64, 64, 64)] {
+            for op_a in [Op::N, Op::T] {
+                for op_b in [Op::N, Op::T] {
+                    let a = fill(m * k, 1.0);
+                    let b = fill(k * n, 2.0);
+                    let want = reference(m, n, k, &a, op_a, &b, op_b);
+                    let mut c = fill(m * n, 3.0);
+                    let before = c.clone();
+                    gemm(&mut c, m, n, k, &a, op_a, &b, op_b, true);
+                    for i in 0..m * n {
+                        assert!((c[i] - before[i] - want[i]).abs() < 1e-12, "accumulate {m}x{n}x{k} {op_a:?}{op_b:?}");
+                    }
+                    gemm(&mut c, m, n, k, &a, op_a, &b, op_b, false);
+                    for i in 0..m * n {
+                        assert!((c[i] - want[i]).abs() < 1e-12, "replace {m}x{n}x{k} {op_a:?}{op_b:?}");
+                    }
+                }
+            }
+        }
+    }
+}

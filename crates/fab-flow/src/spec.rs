@@ -1,0 +1,279 @@
+//! Serialisable architecture descriptions (`FlowSpec`) and the builders for the papers' flows (SPEC.md §2a, §2b).
+
+use crate::error::FlowError;
+use serde::{Deserialize, Serialize};
+
+/// Non-linearity between the hidden layers of a coupling conditioner.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Activation {
+    /// `max(a, 0)` (ICLR, `normflows` MLP with `leaky = 0`).
+    Relu,
+    /// `a` for `a > 0`, `slope·a` otherwise (2021: slope 0.01).
+    LeakyRelu {
+        /// Slope for negative inputs.
+        slope: f64,
+    },
+}
+
+/// How the raw conditioner output `s` becomes a positive scale `σ` (the coupling map is `u·σ + t`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ScaleMap {
+    /// `σ = 2·sigmoid(s)` ∈ (0, 2), `σ = 1` at `s = 0` (2021).
+    TwoSigmoid,
+    /// `σ = exp(s)`, unbounded (ICLR / `normflows` `scale_map="exp"`).
+    Exp,
+    /// `σ = low + (high − low)·sigmoid(s + c)` with `c` chosen so that `σ = 1` at `s = 0` (fab-jax, `low < 1 < high`).
+    BoundedSigmoid {
+        /// Lower bound of the scale.
+        low: f64,
+        /// Upper bound of the scale.
+        high: f64,
+    },
+}
+
+/// Where the scale and shift heads sit in the conditioner output of width `2k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum HeadLayout {
+    /// `s = out[..k]`, `t = out[k..]` (2021 `RealNVP`).
+    ScaleThenShift,
+    /// `t = out[0::2]`, `s = out[1::2]` (`normflows` `AffineCoupling`).
+    InterleavedShiftScale,
+}
+
+/// The direction in which a coupling applies `u·σ + t` (the other direction applies `(u − t)/σ`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Direction {
+    /// Data to base, `x → z`: the direction `log q(x)` is computed in.
+    Density,
+    /// Base to data, `z → x`: the direction samples are drawn in.
+    Sampling,
+}
+
+/// An affine coupling layer: coordinates `cond` pass through and condition an MLP whose output scales and shifts
+/// the coordinates `transformed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CouplingSpec {
+    /// Conditioning coordinates, in the order they enter the MLP.
+    pub cond: Vec<usize>,
+    /// Transformed coordinates, in the order of the MLP's scale/shift heads.
+    pub transformed: Vec<usize>,
+    /// Hidden widths of the conditioner MLP (its input is `cond.len()`, its output `2·transformed.len()`).
+    pub hidden: Vec<usize>,
+    /// Non-linearity after each hidden layer.
+    pub activation: Activation,
+    /// Raw output → positive scale.
+    pub scale_map: ScaleMap,
+    /// Placement of the scale and shift heads.
+    pub head_layout: HeadLayout,
+    /// Direction in which `u·σ + t` is applied (2021: density; ICLR: sampling).
+    pub affine_direction: Direction,
+}
+
+/// One layer of a flow; `FlowSpec::layers` lists them in sampling order (base → data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum LayerSpec {
+    /// Affine coupling with an MLP conditioner.
+    Coupling(CouplingSpec),
+    /// ActNorm (2021): density direction `x·softplus(scale) + loc`; data-dependent initialisation.
+    ActNorm,
+    /// LU-parameterised invertible linear map `W = P·L·U` (ICLR `InvertibleAffine`), random-orthogonal initialisation.
+    LuLinear,
+    /// Learnable global scale (2021 `widen`): sampling direction `x = z·s`.
+    GlobalScale {
+        /// Initial value of `s`.
+        init: f64,
+    },
+}
+
+/// The base distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum BaseSpec {
+    /// Fixed `N(0, I)` (2021).
+    StandardNormal,
+    /// `N(loc, diag(exp(log_scale))²)` with trainable `loc` (init 0) and `log_scale` (init 0) (ICLR `DiagGaussian`).
+    DiagGaussian,
+}
+
+/// A complete flow architecture: what fab-train/fab-cli read from a config to build a [`crate::Flow`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowSpec {
+    /// Dimension of the space.
+    pub dim: usize,
+    /// Layers in sampling order: `layers[0]` acts first on the base draw.
+    pub layers: Vec<LayerSpec>,
+    /// Base distribution.
+    pub base: BaseSpec,
+}
+
+impl CouplingSpec {
+    /// Number of conditioner parameters: weights (`out × in`) and biases of every linear layer.
+    pub fn n_params(&self) -> usize {
+        self.mlp_sizes().windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+    }
+    /// Layer widths of the conditioner, input to output.
+    pub fn mlp_sizes(&self) -> Vec<usize> {
+        let mut sizes = vec![self.cond.len()];
+        sizes.extend_from_slice(&self.hidden);
+        sizes.push(2 * self.transformed.len());
+        sizes
+    }
+}
+
+impl LayerSpec {
+    /// Number of trainable parameters of the layer in a flow of dimension `dim`.
+    ///
+    /// The LU layer stores full `D × D` matrices `L` and `U` (only the strict triangles act), exactly like
+    /// `normflows`, so its count is `2D² + D` and the checkpoints map one-to-one onto PyTorch state dicts.
+    pub fn n_params(&self, dim: usize) -> usize {
+        match self {
+            LayerSpec::Coupling(c) => c.n_params(),
+            LayerSpec::ActNorm => 2 * dim,
+            LayerSpec::LuLinear => 2 * dim * dim + dim,
+            LayerSpec::GlobalScale { .. } => 1,
+        }
+    }
+}
+
+impl BaseSpec {
+    /// Number of trainable parameters of the base in dimension `dim`.
+    pub fn n_params(&self, dim: usize) -> usize {
+        match self {
+            BaseSpec::StandardNormal => 0,
+            BaseSpec::DiagGaussian => 2 * dim,
+        }
+    }
+}
+
+impl FlowSpec {
+    /// Total number of trainable parameters.
+    pub fn n_params(&self) -> usize {
+        self.layers.iter().map(|l| l.n_params(self.dim)).sum::<usize>() + self.base.n_params(self.dim)
+    }
+
+    /// Checks that the description is a valid flow (partitions, widths, scale bounds).
+    pub fn validate(&self) -> Result<(), FlowError> {
+        let bad = |msg: String| Err(FlowError::InvalidSpec(msg));
+        if self.dim == 0 {
+            return bad("dimension must be at least 1".into());
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            match layer {
+                LayerSpec::Coupling(c) => {
+                    if c.cond.is_empty() || c.transformed.is_empty() {
+                        return bad(format!(
+                            "layer {i}: coupling needs at least one conditioning and one transformed coordinate"
+                        ));
+                    }
+                    let mut seen = vec![false; self.dim];
+                    for &j in c.cond.iter().chain(&c.transformed) {
+                        if j >= self.dim || seen[j] {
+                            return bad(format!(
+                                "layer {i}: cond ∪ transformed must be a partition of 0..{}",
+                                self.dim
+                            ));
+                        }
+                        seen[j] = true;
+                    }
+                    if seen.iter().any(|s| !s) {
+                        return bad(format!("layer {i}: cond ∪ transformed must cover 0..{}", self.dim));
+                    }
+                    if c.hidden.contains(&0) {
+                        return bad(format!("layer {i}: hidden widths must be positive"));
+                    }
+                    if let ScaleMap::BoundedSigmoid { low, high } = c.scale_map
+                        && !(0.0 < low && low < 1.0 && 1.0 < high && high.is_finite())
+                    {
+                        return bad(format!(
+                            "layer {i}: bounded sigmoid needs 0 < low < 1 < high, got [{low}, {high}]"
+                        ));
+                    }
+                    if let Activation::LeakyRelu { slope } = c.activation
+                        && !(slope.is_finite() && slope >= 0.0)
+                    {
+                        return bad(format!("layer {i}: leaky-ReLU slope must be finite and non-negative"));
+                    }
+                }
+                LayerSpec::GlobalScale { init } => {
+                    if !(init.is_finite() && *init > 0.0) {
+                        return bad(format!("layer {i}: global scale must start positive, got {init}"));
+                    }
+                }
+                LayerSpec::ActNorm | LayerSpec::LuLinear => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The 2021 RealNVP (SPEC.md §2a): `n_blocks × [coupling, ActNorm]`, then a learnable global scale.
+    ///
+    /// Block `i` is "reversed" (coordinates flipped before and after the coupling) iff `i` is even; the first
+    /// `⌊D/2⌋` coordinates of the (possibly flipped) vector condition a 1-hidden-layer leaky-ReLU(0.01) MLP of
+    /// width `width`; scale `2·sigmoid(s)`, heads `[s | t]`, and `x₂·σ + t` in the density direction.
+    pub fn realnvp_2021(dim: usize, n_blocks: usize, width: usize, widen_init: f64) -> FlowSpec {
+        let n_cond = dim / 2;
+        let mut layers = Vec::with_capacity(2 * n_blocks + 1);
+        for i in 0..n_blocks {
+            let order: Vec<usize> = if i % 2 == 0 { (0..dim).rev().collect() } else { (0..dim).collect() };
+            layers.push(LayerSpec::Coupling(CouplingSpec {
+                cond: order[..n_cond].to_vec(),
+                transformed: order[n_cond..].to_vec(),
+                hidden: vec![width],
+                activation: Activation::LeakyRelu { slope: 0.01 },
+                scale_map: ScaleMap::TwoSigmoid,
+                head_layout: HeadLayout::ScaleThenShift,
+                affine_direction: Direction::Density,
+            }));
+            layers.push(LayerSpec::ActNorm);
+        }
+        layers.push(LayerSpec::GlobalScale { init: widen_init });
+        FlowSpec { dim, layers, base: BaseSpec::StandardNormal }
+    }
+
+    /// The ICLR RealNVP (SPEC.md §2b): `n_layers × [coupling, LU linear]` with a trainable diagonal Gaussian base.
+    ///
+    /// The first `⌈D/2⌉` coordinates condition a 2-hidden-layer ReLU MLP of width `width`; heads interleaved
+    /// (`t = out[0::2]`, `s = out[1::2]`), scale `exp(s)`, and `z₂·exp(s) + t` in the sampling direction.
+    pub fn realnvp_iclr(dim: usize, n_layers: usize, width: usize) -> FlowSpec {
+        let n_cond = dim.div_ceil(2);
+        let mut layers = Vec::with_capacity(2 * n_layers);
+        for _ in 0..n_layers {
+            layers.push(LayerSpec::Coupling(CouplingSpec {
+                cond: (0..n_cond).collect(),
+                transformed: (n_cond..dim).collect(),
+                hidden: vec![width, width],
+                activation: Activation::Relu,
+                scale_map: ScaleMap::Exp,
+                head_layout: HeadLayout::InterleavedShiftScale,
+                affine_direction: Direction::Sampling,
+            }));
+            layers.push(LayerSpec::LuLinear);
+        }
+        FlowSpec { dim, layers, base: BaseSpec::DiagGaussian }
+    }
+
+    /// 2021 flow for the 2-D mixture of Gaussians: 10 blocks, width 40, widen init 1.0.
+    pub fn mog_2021() -> FlowSpec {
+        Self::realnvp_2021(2, 10, 40, 1.0)
+    }
+
+    /// 2021 flow for the 16-D Many Well: 20 blocks, width 160, widen init 2.0.
+    pub fn many_well_2021() -> FlowSpec {
+        Self::realnvp_2021(16, 20, 160, 2.0)
+    }
+
+    /// ICLR flow for the 40-mode GMM: 15 layers, width 80.
+    pub fn gmm_iclr() -> FlowSpec {
+        Self::realnvp_iclr(2, 15, 80)
+    }
+
+    /// ICLR flow for the Many Well in `dim` dimensions: 10 layers, width `10·dim` (320 for the paper's D = 32).
+    pub fn many_well_iclr(dim: usize) -> FlowSpec {
+        Self::realnvp_iclr(dim, 10, 10 * dim)
+    }
+}

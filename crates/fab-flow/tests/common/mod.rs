@@ -1,0 +1,188 @@
+//! Shared test fixtures: the registry of every layer (as one-layer flows) and every assembled builder.
+#![allow(dead_code)]
+
+use fab_core::{Batch, Proposal, stream_rng};
+use fab_flow::{Activation, BaseSpec, CouplingSpec, Direction, Flow, FlowSpec, HeadLayout, LayerSpec, ScaleMap};
+use rand_distr::{Distribution, StandardNormal};
+
+/// One registry entry.
+pub struct Case {
+    pub name: &'static str,
+    pub flow: Flow,
+}
+
+fn coupling(
+    cond: Vec<usize>,
+    transformed: Vec<usize>,
+    hidden: Vec<usize>,
+    activation: Activation,
+    scale_map: ScaleMap,
+    head_layout: HeadLayout,
+    affine_direction: Direction,
+) -> LayerSpec {
+    LayerSpec::Coupling(CouplingSpec {
+        cond,
+        transformed,
+        hidden,
+        activation,
+        scale_map,
+        head_layout,
+        affine_direction,
+    })
+}
+
+fn single(dim: usize, layer: LayerSpec) -> FlowSpec {
+    FlowSpec { dim, layers: vec![layer], base: BaseSpec::StandardNormal }
+}
+
+/// A flow from `spec` with ActNorm initialised and every parameter moved off its (often degenerate) initial value,
+/// so that zero-initialised heads do not make gradients trivially zero.
+pub fn perturbed(spec: &FlowSpec, seed: u64, scale: f64) -> Flow {
+    let mut flow = Flow::new(spec, seed).expect("valid spec");
+    if !flow.actnorm_initialized() {
+        flow.initialize_data_dependent(&mut stream_rng(seed, 99), 256);
+    }
+    let mut rng = stream_rng(seed, 7);
+    for p in flow.params_mut() {
+        let e: f64 = StandardNormal.sample(&mut rng);
+        *p += scale * e;
+    }
+    flow
+}
+
+/// Every layer kind, each as a one-layer flow in a small dimension (≤ 6, so Jacobians can be differenced).
+pub fn layer_registry() -> Vec<Case> {
+    let leaky = Activation::LeakyRelu { slope: 0.01 };
+    let specs: Vec<(&'static str, FlowSpec)> = vec![
+        (
+            "coupling 2021 (flipped halves, 2·sigmoid, leaky ReLU)",
+            single(
+                3,
+                coupling(
+                    vec![2],
+                    vec![1, 0],
+                    vec![7],
+                    leaky,
+                    ScaleMap::TwoSigmoid,
+                    HeadLayout::ScaleThenShift,
+                    Direction::Density,
+                ),
+            ),
+        ),
+        (
+            "coupling ICLR (odd D, interleaved heads, exp, ReLU ×2)",
+            single(
+                5,
+                coupling(
+                    vec![0, 1, 2],
+                    vec![3, 4],
+                    vec![6, 5],
+                    Activation::Relu,
+                    ScaleMap::Exp,
+                    HeadLayout::InterleavedShiftScale,
+                    Direction::Sampling,
+                ),
+            ),
+        ),
+        (
+            "coupling bounded sigmoid, permutation split",
+            single(
+                4,
+                coupling(
+                    vec![2, 0],
+                    vec![3, 1],
+                    vec![5],
+                    leaky,
+                    ScaleMap::BoundedSigmoid { low: 0.1, high: 10.0 },
+                    HeadLayout::ScaleThenShift,
+                    Direction::Sampling,
+                ),
+            ),
+        ),
+        (
+            "coupling exp with density-side affine, 3 hidden",
+            single(
+                4,
+                coupling(
+                    vec![1],
+                    vec![0, 2, 3],
+                    vec![4, 4, 3],
+                    leaky,
+                    ScaleMap::Exp,
+                    HeadLayout::InterleavedShiftScale,
+                    Direction::Density,
+                ),
+            ),
+        ),
+        ("actnorm", single(3, LayerSpec::ActNorm)),
+        ("lu linear", single(4, LayerSpec::LuLinear)),
+        ("global scale", single(3, LayerSpec::GlobalScale { init: 1.7 })),
+        ("trainable diagonal Gaussian base", FlowSpec { dim: 3, layers: vec![], base: BaseSpec::DiagGaussian }),
+    ];
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, spec))| Case { name, flow: perturbed(&spec, 100 + i as u64, 0.3) })
+        .collect()
+}
+
+/// The papers' assembled flows plus small odd-dimensional variants of both builders.
+pub fn builder_registry() -> Vec<Case> {
+    let specs: Vec<(&'static str, FlowSpec, f64)> = vec![
+        ("2021 MoG flow", FlowSpec::mog_2021(), 0.05),
+        ("2021 Many Well flow", FlowSpec::many_well_2021(), 0.01),
+        ("ICLR GMM flow", FlowSpec::gmm_iclr(), 0.02),
+        ("ICLR Many Well flow (D = 16)", FlowSpec::many_well_iclr(16), 0.01),
+        ("2021 builder, D = 5", FlowSpec::realnvp_2021(5, 3, 7, 1.5), 0.1),
+        ("ICLR builder, D = 3", FlowSpec::realnvp_iclr(3, 2, 6), 0.1),
+    ];
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, spec, s))| Case { name, flow: perturbed(&spec, 200 + i as u64, s) })
+        .collect()
+}
+
+/// Layers and builders together: "every test runs over every layer and over the assembled builders".
+pub fn all_cases() -> Vec<Case> {
+    let mut v = layer_registry();
+    v.extend(builder_registry());
+    v
+}
+
+/// Test points: draws from the flow itself (its typical region) plus Gaussian points.
+pub fn test_points(flow: &Flow, n_flow: usize, n_gauss: usize, seed: u64) -> Batch {
+    let mut rng = stream_rng(seed, 3);
+    let (mut xs, _) = flow.sample(&mut rng, n_flow);
+    for _ in 0..n_gauss {
+        let row: Vec<f64> = (0..flow.dim())
+            .map(|_| {
+                let e: f64 = StandardNormal.sample(&mut rng);
+                1.3 * e
+            })
+            .collect::<Vec<f64>>();
+        xs.push_row(&row);
+    }
+    xs
+}
+
+/// `log |det A|` of a small dense matrix by partial-pivoting elimination.
+pub fn log_abs_det(a: &[f64], d: usize) -> f64 {
+    let mut m = a.to_vec();
+    let mut acc = 0.0;
+    for k in 0..d {
+        let p = (k..d).max_by(|&x, &y| m[x * d + k].abs().total_cmp(&m[y * d + k].abs())).unwrap();
+        for j in 0..d {
+            m.swap(k * d + j, p * d + j);
+        }
+        let piv = m[k * d + k];
+        acc += piv.abs().ln();
+        for i in k + 1..d {
+            let f = m[i * d + k] / piv;
+            for j in k..d {
+                m[i * d + j] -= f * m[k * d + j];
+            }
+        }
+    }
+    acc
+}
