@@ -4,6 +4,7 @@
 //! a user gets.
 
 mod ci;
+mod reproduce;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -20,11 +21,24 @@ struct Cli {
 enum Task {
     /// The full check CI runs: formatting, clippy with warnings as errors, every test.
     Ci,
+    /// Re-run the papers' experiments and write results/RESULTS.md with tables and figures.
+    Reproduce {
+        /// CI-sized budgets (a few hundred iterations); output goes to target/reproduce-quick.
+        #[arg(long)]
+        quick: bool,
+        /// Run only this experiment (e.g. mog_fab_2021).
+        #[arg(long)]
+        only: Option<String>,
+        /// Threads for the fab binary.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.task {
         Task::Ci => ci::run(),
+        Task::Reproduce { quick, only, threads } => reproduce::run(reproduce::Options { quick, only, threads }),
     }
 }
