@@ -232,7 +232,7 @@ fn results_markdown(reports: &[(String, PathBuf, Value)], quick: bool) -> String
 fn check_quick(reports: &[(String, PathBuf, Value)]) -> anyhow::Result<()> {
     let get = |name: &str, path: &[&str]| -> Option<f64> {
         let r = &reports.iter().find(|r| r.0 == name)?.2;
-        path.iter().fold(Some(r), |v, k| v.map(|v| &v[*k])).and_then(Value::as_f64)
+        path.iter().fold(r, |v, k| &v[*k]).as_f64()
     };
     let (Some(fab_lq), Some(kl_lq)) =
         (get("mog_fab_2021", &["eval", "mean_log_q_target"]), get("mog_kl_2021", &["eval", "mean_log_q_target"]))
