@@ -124,9 +124,9 @@ impl Ais {
         let mut rng = stream_rng(sub_seed(seed, &[iteration, TAG_DRAW]), 0);
         let (x0, log_q0) = proposal.sample(&mut rng, n);
         let with_gradient = kernel.uses_gradient() && betas.len() > 2;
-        let state = ChainState::init_reusing(&annealed, x0, with_gradient, vec![Some(log_q0), None])?;
+        let mut state =
+            ChainState::init_chunked(&annealed, x0, with_gradient, vec![Some(log_q0), None], cfg.chunk_size)?;
         let mut n_evaluated = n as u64;
-        let mut state = state.with_chunk_size(cfg.chunk_size);
         let (kept, n_dropped_init) = keep_valid(&state);
         if kept.is_empty() {
             return Err(AisError::NoValidPoints { stage: Stage::Init, n_requested: n });

@@ -54,6 +54,18 @@ impl ChainState {
         with_gradient: bool,
         known: Vec<Option<Vec<f64>>>,
     ) -> Result<Self, McmcError> {
+        Self::init_chunked(target, x, with_gradient, known, DEFAULT_CHUNK_SIZE)
+    }
+
+    /// Like [`ChainState::init_reusing`], with the chunk size (see [`ChainState::with_chunk_size`]) already used
+    /// for the initial evaluation.
+    pub fn init_chunked(
+        target: &LinearLogDensity<'_>,
+        x: Batch,
+        with_gradient: bool,
+        known: Vec<Option<Vec<f64>>>,
+        chunk_size: usize,
+    ) -> Result<Self, McmcError> {
         if x.dim() != target.dim() {
             return Err(McmcError::PositionDimension { expected: target.dim(), got: x.dim() });
         }
@@ -75,7 +87,7 @@ impl ChainState {
             }
         }
         let grad_f = with_gradient.then(|| (0..target.n_components()).map(|_| Batch::zeros(n, dim)).collect());
-        let mut state = Self { x, log_f, grad_f, chunk_size: DEFAULT_CHUNK_SIZE };
+        let mut state = Self { x, log_f, grad_f, chunk_size: chunk_size.max(1) };
         state.evaluate_components(target, &to_evaluate);
         Ok(state)
     }
