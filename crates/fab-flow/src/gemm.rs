@@ -58,6 +58,21 @@ pub(crate) fn gemm(
     let c_view: MatMut<'_, f64> = MatMut::from_row_major_slice_mut(c, m, n);
     let beta = if accumulate { Accum::Add } else { Accum::Replace };
     faer::linalg::matmul::matmul(c_view, beta, a_view, b_view, 1.0, Par::Seq);
+    clear_upper_vector_state();
+}
+
+/// Executes `vzeroupper` after faer's AVX kernels.
+///
+/// faer returns with the upper halves of the vector registers dirty. On this machine every later legacy-SSE
+/// instruction (glibc's `exp`/`log`, our baseline-x86-64 loops) then pays an SSE/AVX state-transition penalty:
+/// measured `exp` 5 ns → 180–250 ns per call, which made the 2021 flow (sigmoid scales) 2–3× slower overall.
+/// pulp (faer's SIMD layer) exposes the instruction safely behind a runtime AVX check.
+#[inline]
+fn clear_upper_vector_state() {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = faer::traits::pulp::x86::V3::try_new() {
+        simd.avx._mm256_zeroupper();
+    }
 }
 
 /// The same product by plain loops (row of `C` outer, inner index middle, so the innermost loop is contiguous in `C`).
