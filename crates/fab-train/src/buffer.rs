@@ -11,7 +11,7 @@ use rand_distr::{Distribution, Open01};
 use serde::{Deserialize, Serialize};
 
 /// A circular store of `capacity` points of dimension `dim` with log weights and the log q at storage time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReplayBuffer {
     dim: usize,
     capacity: usize,
@@ -24,6 +24,17 @@ pub struct ReplayBuffer {
     /// Number of filled slots (≤ capacity).
     len: usize,
     /// Points refused at insertion because x, log w or log q was non-finite.
+    n_dropped_non_finite: u64,
+}
+
+/// The buffer's small state, stored as JSON in checkpoints (the arrays go in binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferScalars {
+    dim: usize,
+    capacity: usize,
+    min_len_to_sample: usize,
+    next_idx: usize,
+    len: usize,
     n_dropped_non_finite: u64,
 }
 
@@ -85,6 +96,56 @@ impl ReplayBuffer {
     /// Log weights of the filled slots.
     pub fn log_weights(&self) -> &[f64] {
         &self.log_w[..self.len]
+    }
+
+    /// The small state, for checkpoints.
+    pub fn scalars(&self) -> BufferScalars {
+        BufferScalars {
+            dim: self.dim,
+            capacity: self.capacity,
+            min_len_to_sample: self.min_len_to_sample,
+            next_idx: self.next_idx,
+            len: self.len,
+            n_dropped_non_finite: self.n_dropped_non_finite,
+        }
+    }
+
+    /// The arrays (`x`, `log_w`, `log_q_old`), for checkpoints. Empty slots hold `log_w = -inf`.
+    pub fn arrays(&self) -> Vec<(&'static str, Vec<f64>)> {
+        vec![("x", self.x.clone()), ("log_w", self.log_w.clone()), ("log_q_old", self.log_q_old.clone())]
+    }
+
+    /// Restores the state written by [`ReplayBuffer::scalars`] and [`ReplayBuffer::arrays`]; the shape must match
+    /// this buffer's (same dimension, capacity and fill threshold).
+    pub fn restore(
+        &mut self,
+        scalars: BufferScalars,
+        mut arrays: std::collections::BTreeMap<String, Vec<f64>>,
+    ) -> Result<(), String> {
+        let mine = self.scalars();
+        if (scalars.dim, scalars.capacity, scalars.min_len_to_sample)
+            != (mine.dim, mine.capacity, mine.min_len_to_sample)
+        {
+            return Err(format!("stored buffer shape {scalars:?} differs from the config's {mine:?}"));
+        }
+        if scalars.len > scalars.capacity || scalars.next_idx >= scalars.capacity {
+            return Err(format!("inconsistent fill state {scalars:?}"));
+        }
+        let mut take = |name: &str, len: usize| -> Result<Vec<f64>, String> {
+            let v = arrays.remove(name).ok_or_else(|| format!("missing array `{name}`"))?;
+            if v.len() != len {
+                return Err(format!("array `{name}` has {} entries, expected {len}", v.len()));
+            }
+            Ok(v)
+        };
+        let x = take("x", self.capacity * self.dim)?;
+        let log_w = take("log_w", self.capacity)?;
+        let log_q_old = take("log_q_old", self.capacity)?;
+        (self.x, self.log_w, self.log_q_old) = (x, log_w, log_q_old);
+        self.next_idx = scalars.next_idx;
+        self.len = scalars.len;
+        self.n_dropped_non_finite = scalars.n_dropped_non_finite;
+        Ok(())
     }
 
     /// Stores the rows of `xs` with their log weights and log q, overwriting the oldest points when full.
@@ -212,6 +273,18 @@ mod tests {
         assert_eq!(idx, vec![0, 1, 2, 3]);
         assert_eq!(d.x.as_slice().iter().map(|&v| v as usize).collect::<Vec<_>>(), d.idx);
         assert!(b.sample(&mut rng, 5).is_none());
+    }
+
+    #[test]
+    fn restore_gives_back_the_same_buffer_and_refuses_other_shapes() {
+        let b = filled(&[0.5, -1.0, 2.0]);
+        let arrays =
+            b.arrays().into_iter().map(|(k, v)| (k.to_string(), v)).collect::<std::collections::BTreeMap<_, _>>();
+        let mut c = ReplayBuffer::new(1, 3, 1);
+        c.restore(b.scalars(), arrays.clone()).unwrap();
+        assert_eq!(c, b);
+        let mut wrong = ReplayBuffer::new(1, 4, 1);
+        assert!(wrong.restore(b.scalars(), arrays).unwrap_err().contains("differs"));
     }
 
     #[test]

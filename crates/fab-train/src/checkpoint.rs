@@ -1,7 +1,7 @@
 //! Atomic, checksummed checkpoint files: a JSON header with the small state and named raw `f64` arrays.
 //!
 //! Layout: magic `FABCKPT1` | header length (u64 LE) | header JSON | arrays as little-endian f64, in header order |
-//! CRC-32 of everything before it (u32 LE). Files are written to a temporary sibling, synced, then renamed over the
+//! byte blobs, in header order | CRC-32 of everything before it (u32 LE). Files are written to a temporary sibling, synced, then renamed over the
 //! target, so a run killed mid-write leaves the previous checkpoint intact.
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +62,7 @@ pub enum CheckpointError {
 struct Header {
     meta: serde_json::Value,
     arrays: Vec<(String, usize)>,
+    blobs: Vec<(String, usize)>,
 }
 
 /// The content of a checkpoint: JSON metadata plus named arrays.
@@ -71,6 +72,8 @@ pub struct CheckpointData {
     pub meta: serde_json::Value,
     /// Large state (parameters, moments, buffer) by name.
     pub arrays: BTreeMap<String, Vec<f64>>,
+    /// Opaque byte blobs by name (e.g. the flow as safetensors).
+    pub blobs: BTreeMap<String, Vec<u8>>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
@@ -79,8 +82,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
 
 /// Serialises `data` to bytes in the checkpoint layout.
 pub fn encode(data: &CheckpointData) -> Vec<u8> {
-    let header =
-        Header { meta: data.meta.clone(), arrays: data.arrays.iter().map(|(k, v)| (k.clone(), v.len())).collect() };
+    let header = Header {
+        meta: data.meta.clone(),
+        arrays: data.arrays.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
+        blobs: data.blobs.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
+    };
     let header = serde_json::to_vec(&header).expect("a JSON value always serialises");
     let n_floats: usize = data.arrays.values().map(Vec::len).sum();
     let mut bytes = Vec::with_capacity(8 + 8 + header.len() + 8 * n_floats + 4);
@@ -91,6 +97,9 @@ pub fn encode(data: &CheckpointData) -> Vec<u8> {
         for x in v {
             bytes.extend_from_slice(&x.to_le_bytes());
         }
+    }
+    for b in data.blobs.values() {
+        bytes.extend_from_slice(b);
     }
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
@@ -125,13 +134,19 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointData, CheckpointErr
         arrays.insert(name, v);
         at = end;
     }
+    let mut blobs = BTreeMap::new();
+    for (name, len) in header.blobs {
+        let end = at.checked_add(len).filter(|&e| e <= body.len()).ok_or_else(|| truncated(&format!("blob {name}")))?;
+        blobs.insert(name, body[at..end].to_vec());
+        at = end;
+    }
     if at != body.len() {
         return Err(CheckpointError::Invalid {
             path: path.to_path_buf(),
             reason: "trailing bytes after the arrays".into(),
         });
     }
-    Ok(CheckpointData { meta: header.meta, arrays })
+    Ok(CheckpointData { meta: header.meta, arrays, blobs })
 }
 
 /// Writes `bytes` to `path` atomically: temporary sibling, fsync, rename.
@@ -165,7 +180,9 @@ mod tests {
         let mut arrays = BTreeMap::new();
         arrays.insert("params".to_string(), vec![1.5, -0.0, f64::MIN_POSITIVE, 1e300, f64::NEG_INFINITY]);
         arrays.insert("empty".to_string(), vec![]);
-        CheckpointData { meta: serde_json::json!({"iteration": 7, "name": "x"}), arrays }
+        let mut blobs = BTreeMap::new();
+        blobs.insert("flow".to_string(), vec![0u8, 255, 7]);
+        CheckpointData { meta: serde_json::json!({"iteration": 7, "name": "x"}), arrays, blobs }
     }
 
     #[test]
@@ -176,6 +193,7 @@ mod tests {
         save(&path, &sample()).unwrap();
         let back = load(&path).unwrap();
         assert_eq!(back.meta, sample().meta);
+        assert_eq!(back.blobs, sample().blobs);
         for (k, v) in &sample().arrays {
             let b = &back.arrays[k];
             assert_eq!(

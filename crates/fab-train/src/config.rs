@@ -1,0 +1,326 @@
+//! The experiment configuration read from RON files, and its validation before any work starts.
+//!
+//! Every field is checked by [`TrainConfig::check`]; an error names the field by its path in the file
+//! (`method.ais.n_intermediate`) and says why, so the CLI can point at the line.
+
+use fab_flow::FlowSpec;
+use fab_targets::TargetSpec;
+use serde::{Deserialize, Serialize};
+
+/// A whole training run: what to learn, with which flow, by which method, for how long, evaluated how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Short name used for run directories and reports.
+    pub name: String,
+    /// Seed of every random stream of the run (flow initialisation, AIS, evaluation).
+    pub seed: u64,
+    /// The target distribution.
+    pub target: TargetSpec,
+    /// The flow architecture.
+    pub flow: FlowConfig,
+    /// The training method and its settings.
+    pub method: Method,
+    /// Optimiser and gradient clipping.
+    pub optimizer: OptimizerConfig,
+    /// Points per iteration (AIS batch for FAB, flow samples for reverse KL, target samples for ML).
+    pub batch_size: usize,
+    /// When to stop.
+    pub budget: Budget,
+    /// Evaluation during and after training.
+    pub eval: EvalConfig,
+    /// Write a checkpoint every this many iterations (0: only at the end).
+    #[serde(default)]
+    pub checkpoint_every: u64,
+}
+
+/// The flow: a paper preset or a full layer list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum FlowConfig {
+    /// 2021 RealNVP (SPEC §2a): `n_blocks × [coupling, ActNorm]` + global scale.
+    RealNvp2021 {
+        /// Dimension.
+        dim: usize,
+        /// Number of coupling blocks.
+        n_blocks: usize,
+        /// Hidden width of the one-hidden-layer conditioner.
+        width: usize,
+        /// Initial value of the learnable global scale.
+        scale_init: f64,
+    },
+    /// ICLR RealNVP (SPEC §2b): `n_layers × [coupling, LU linear]` with a trainable Gaussian base.
+    RealNvpIclr {
+        /// Dimension.
+        dim: usize,
+        /// Number of coupling layers.
+        n_layers: usize,
+        /// Hidden width of the two-hidden-layer conditioner.
+        width: usize,
+    },
+    /// Any architecture fab-flow can build.
+    Custom(FlowSpec),
+}
+
+impl FlowConfig {
+    /// The fab-flow architecture.
+    pub fn spec(&self) -> FlowSpec {
+        match self {
+            Self::RealNvp2021 { dim, n_blocks, width, scale_init } => {
+                FlowSpec::realnvp_2021(*dim, *n_blocks, *width, *scale_init)
+            }
+            Self::RealNvpIclr { dim, n_layers, width } => FlowSpec::realnvp_iclr(*dim, *n_layers, *width),
+            Self::Custom(spec) => spec.clone(),
+        }
+    }
+}
+
+/// How the flow is trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Method {
+    /// FAB as in the 2021 paper: AIS to p, loss `logsumexp(log w̄ + log p − log q_θ)` (eq. 5).
+    Fab2021 {
+        /// AIS settings.
+        ais: AisSettings,
+    },
+    /// FAB with α = 2 (ICLR 2023): AIS to p²/q, loss `−Σ w̄ log q_θ`, optionally with the prioritised replay buffer.
+    FabAlpha2 {
+        /// AIS settings.
+        ais: AisSettings,
+        /// Replay buffer; `None` for one gradient step per AIS batch.
+        buffer: Option<BufferSettings>,
+    },
+    /// The flow alone, trained by reverse KL `E_q[log q − log p̃]` through the sampling path.
+    ReverseKl,
+    /// Maximum likelihood on exact target samples (an upper reference; needs samples FAB never sees).
+    MaximumLikelihood,
+}
+
+impl Method {
+    /// A short name for reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Fab2021 { .. } => "FAB (2021)",
+            Self::FabAlpha2 { buffer: None, .. } => "FAB α=2",
+            Self::FabAlpha2 { buffer: Some(_), .. } => "FAB α=2 + buffer",
+            Self::ReverseKl => "flow w/ reverse KL",
+            Self::MaximumLikelihood => "flow w/ ML",
+        }
+    }
+}
+
+/// AIS as used inside FAB (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AisSettings {
+    /// Intermediate distributions, endpoints excluded (the 2021 paper's "2" is β = 0, 1/3, 2/3, 1).
+    pub n_intermediate: usize,
+    /// Spacing of β.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// The MCMC transition at each intermediate distribution.
+    pub transition: Transition,
+}
+
+/// Spacing of the inverse temperatures β.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Schedule {
+    /// Evenly spaced.
+    #[default]
+    Linear,
+    /// Geometric, as in SPEC §3.
+    Geometric,
+}
+
+/// MCMC transition inside AIS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Transition {
+    /// HMC with `n_leapfrog` steps and the FAB step-size rule.
+    Hmc {
+        /// Leapfrog steps per transition.
+        n_leapfrog: usize,
+        /// Initial step size (split 0.9 / 0.1 into per-distribution and common parts).
+        step_size: f64,
+        /// Adaptation rule.
+        adapt: StepRule,
+    },
+    /// Random-walk Metropolis with a fixed Gaussian proposal scale.
+    Metropolis {
+        /// Proposal standard deviation.
+        step_size: f64,
+        /// Metropolis updates per transition.
+        n_steps: usize,
+    },
+}
+
+/// Step-size adaptation of HMC inside AIS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepRule {
+    /// 2021: ×/÷ 1.1 and 1.05 toward acceptance 0.65.
+    Fab2021,
+    /// ICLR: ×/÷ 1.05 and 1.02 toward acceptance 0.65.
+    FabIclr,
+    /// No adaptation.
+    Fixed,
+}
+
+/// The prioritised replay buffer (SPEC §4c).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferSettings {
+    /// Maximum number of stored points.
+    pub capacity: usize,
+    /// Points to collect before training starts.
+    pub min_len: usize,
+    /// Gradient steps per AIS batch (each on `batch_size` points drawn without replacement).
+    pub n_updates: usize,
+}
+
+/// Optimiser and clipping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay; decoupled (AdamW) when `decoupled` is true, else an L2 term (Adam).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// AdamW rather than Adam.
+    #[serde(default)]
+    pub decoupled: bool,
+    /// Clip the global gradient norm to this value.
+    #[serde(default)]
+    pub max_grad_norm: Option<f64>,
+    /// Then clip every gradient entry to ± this value.
+    #[serde(default)]
+    pub max_grad_value: Option<f64>,
+}
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Budget {
+    /// A number of iterations.
+    Iterations(u64),
+    /// A number of target-density evaluations (points, with or without gradient), counted exactly.
+    TargetEvaluations(u64),
+}
+
+/// What to evaluate and how often.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Evaluate every this many iterations (0: only at the end).
+    #[serde(default)]
+    pub every: u64,
+    /// Flow samples for the flow ESS and log Z metrics during training.
+    pub n_samples: usize,
+    /// Flow (and AIS) samples for the final report's ESS (the papers use 10⁵ – 10⁶).
+    pub n_samples_final: usize,
+    /// Exact target samples for mean log q and forward ESS.
+    pub n_target_samples: usize,
+    /// Groups × group size for the expectation bias/std (the 2021 paper: 100 × 1000).
+    #[serde(default = "default_expectation_groups")]
+    pub expectation_groups: (usize, usize),
+}
+
+fn default_expectation_groups() -> (usize, usize) {
+    (100, 1000)
+}
+
+/// A configuration value that is out of range or inconsistent, named by its path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {reason}")]
+pub struct ConfigError {
+    /// Path of the field, e.g. `method.ais.n_intermediate`.
+    pub field: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> Result<(), ConfigError> {
+    Err(ConfigError { field: field.to_string(), reason: reason.into() })
+}
+
+fn positive(field: &str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 { Ok(()) } else { bad(field, format!("must be a positive finite number, got {v}")) }
+}
+
+fn at_least_one(field: &str, v: usize) -> Result<(), ConfigError> {
+    if v >= 1 { Ok(()) } else { bad(field, "must be at least 1") }
+}
+
+impl TrainConfig {
+    /// Validates every field (including building the target and the flow spec) before any work starts.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
+            bad("name", "must be non-empty and contain no path separators")?;
+        }
+        let target = self.target.build().map_err(|e| ConfigError { field: "target".into(), reason: e.to_string() })?;
+        let spec = self.flow.spec();
+        spec.validate().map_err(|e| ConfigError { field: "flow".into(), reason: e.to_string() })?;
+        if spec.dim != target.dim() {
+            bad("flow", format!("flow dimension {} differs from the target's {}", spec.dim, target.dim()))?;
+        }
+        at_least_one("batch_size", self.batch_size)?;
+        match self.budget {
+            Budget::Iterations(0) | Budget::TargetEvaluations(0) => bad("budget", "must be positive")?,
+            _ => {}
+        }
+        self.check_method()?;
+        self.check_optimizer()?;
+        at_least_one("eval.n_samples", self.eval.n_samples)?;
+        at_least_one("eval.n_samples_final", self.eval.n_samples_final)?;
+        at_least_one("eval.n_target_samples", self.eval.n_target_samples)?;
+        let (groups, size) = self.eval.expectation_groups;
+        at_least_one("eval.expectation_groups", groups.min(size))?;
+        Ok(())
+    }
+
+    fn check_method(&self) -> Result<(), ConfigError> {
+        let ais = match &self.method {
+            Method::Fab2021 { ais } => ais,
+            Method::FabAlpha2 { ais, buffer } => {
+                if let Some(b) = buffer {
+                    at_least_one("method.buffer.capacity", b.capacity)?;
+                    at_least_one("method.buffer.n_updates", b.n_updates)?;
+                    if b.min_len > b.capacity {
+                        bad("method.buffer.min_len", format!("{} exceeds capacity {}", b.min_len, b.capacity))?;
+                    }
+                    if b.min_len < self.batch_size {
+                        bad("method.buffer.min_len", format!("must be at least batch_size ({})", self.batch_size))?;
+                    }
+                }
+                ais
+            }
+            Method::ReverseKl | Method::MaximumLikelihood => return Ok(()),
+        };
+        match &ais.transition {
+            Transition::Hmc { n_leapfrog, step_size, .. } => {
+                at_least_one("method.ais.transition.n_leapfrog", *n_leapfrog)?;
+                positive("method.ais.transition.step_size", *step_size)?;
+            }
+            Transition::Metropolis { step_size, n_steps } => {
+                at_least_one("method.ais.transition.n_steps", *n_steps)?;
+                positive("method.ais.transition.step_size", *step_size)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_optimizer(&self) -> Result<(), ConfigError> {
+        let o = &self.optimizer;
+        positive("optimizer.lr", o.lr)?;
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            bad("optimizer.weight_decay", format!("must be finite and ≥ 0, got {}", o.weight_decay))?;
+        }
+        if let Some(v) = o.max_grad_norm {
+            positive("optimizer.max_grad_norm", v)?;
+        }
+        if let Some(v) = o.max_grad_value {
+            positive("optimizer.max_grad_value", v)?;
+        }
+        Ok(())
+    }
+}
