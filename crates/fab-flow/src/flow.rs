@@ -7,6 +7,7 @@
 
 use crate::error::FlowError;
 use crate::layers::{Layer, LayerTape};
+use crate::scratch::{give, take_zeroed};
 use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec};
 use fab_core::{Batch, BatchMut, BatchRef, LogDensity, Proposal, ShapeError, stream_rng, sub_seed};
 use rand::RngCore;
@@ -49,6 +50,11 @@ impl FlowTape {
     /// Number of rows of the recorded pass.
     pub fn n_rows(&self) -> usize {
         self.n
+    }
+    /// Hands the buffers back to the thread's scratch pool (internal chunk tapes are recycled after use).
+    fn recycle(mut self) {
+        give(std::mem::take(&mut self.base));
+        self.layers.iter_mut().for_each(LayerTape::recycle);
     }
 }
 
@@ -306,11 +312,11 @@ impl Flow {
         }
         // Layers in sampling order = reverse of the density pass.
         for i in 0..self.layers.len() {
-            let mut g_in = vec![0.0; n * dim];
+            let mut g_in = take_zeroed(n * dim);
             let r = self.ranges[i].clone();
             let gp = grad_params.as_deref_mut().map(|gp| &mut gp[r.clone()]);
             self.layers[i].backward(&self.params[r], Direction::Density, n, &tape.layers[i], &g, coeffs, &mut g_in, gp);
-            g = g_in;
+            give(std::mem::replace(&mut g, g_in));
         }
         g
     }
@@ -322,7 +328,7 @@ impl Flow {
         // log q = log N − Σ ld_sampling, so every layer's log-det gets −∂L/∂log q.
         let g_ld: Vec<f64> = grad_log_q.iter().map(|v| -v).collect();
         for i in (0..self.layers.len()).rev() {
-            let mut g_in = vec![0.0; n * dim];
+            let mut g_in = take_zeroed(n * dim);
             let r = self.ranges[i].clone();
             self.layers[i].backward(
                 &self.params[r.clone()],
@@ -334,7 +340,7 @@ impl Flow {
                 &mut g_in,
                 Some(&mut grad_params[r]),
             );
-            g = g_in;
+            give(std::mem::replace(&mut g, g_in));
         }
         if let Some((_, log_scale)) = self.base_params() {
             // z = loc + e^{ls}·ε and log N = Σ(−ε²/2 − ls − ½ln2π) with ε fixed.
@@ -461,6 +467,7 @@ impl Flow {
             let mut tape = FlowTape::new();
             let (_, lq) = self.density_pass(xs.slice_rows(s, e).as_slice(), n, Some(&mut tape));
             let g = self.density_backward(&tape, &vec![1.0; n], None);
+            tape.recycle();
             (g, lq)
         });
         let (g, lq) = concat(parts);
@@ -510,6 +517,7 @@ impl Flow {
             log_q.extend_from_slice(&lq);
             grad_params.iter_mut().zip(&gp).for_each(|(a, b)| *a += b);
             gx_all.extend_from_slice(&gx);
+            give(gp);
         }
         if let Some(mut gx) = grad_x {
             gx.as_mut_slice().copy_from_slice(&gx_all);
@@ -521,7 +529,7 @@ impl Flow {
     fn grad_params_chunk(&self, x: &[f64], coeffs: &[f64], want_x: bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let dim = self.dim();
         let n = coeffs.len();
-        let mut grad = vec![0.0; self.n_params()];
+        let mut grad = take_zeroed(self.n_params());
         let mut gx = if want_x { vec![0.0; n * dim] } else { Vec::new() };
         let mut rows: Vec<usize> = (0..n).filter(|&i| coeffs[i] != 0.0 && coeffs[i].is_finite()).collect();
         let mut log_q = vec![f64::NAN; n];
@@ -547,7 +555,9 @@ impl Flow {
                     gx[i * dim..(i + 1) * dim].copy_from_slice(&g[k * dim..(k + 1) * dim]);
                 }
             }
+            give(g);
         }
+        tape.recycle();
         (log_q, grad, gx)
     }
 
@@ -577,8 +587,9 @@ impl Flow {
         let parts = map_chunks(eps.n_rows(), |s, e| {
             let mut tape = FlowTape::new();
             let (x, lq) = self.sampling_pass(eps.slice_rows(s, e).as_slice(), e - s, Some(&mut tape));
-            let mut g = vec![0.0; self.n_params()];
+            let mut g = take_zeroed(self.n_params());
             self.sampling_backward(&tape, grad_x.slice_rows(s, e).as_slice(), &grad_log_q[s..e], &mut g);
+            tape.recycle();
             (x, lq, g)
         });
         let mut xs = Vec::with_capacity(eps.n_rows() * dim);
@@ -587,6 +598,7 @@ impl Flow {
             xs.extend_from_slice(&x);
             log_q.extend_from_slice(&lq);
             grad_params.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+            give(g);
         }
         (Batch::from_vec(xs, dim).expect("n × dim by construction"), log_q)
     }

@@ -6,6 +6,7 @@
 //! ∂L/∂(input) and, if asked, ACCUMULATES ∂L/∂θ into the layer's slice of the flat gradient.
 
 use crate::gemm::{Op, gemm};
+use crate::scratch::{give, take_zeroed};
 use crate::spec::{Activation, CouplingSpec, Direction, HeadLayout, LayerSpec, ScaleMap};
 use rand::RngCore;
 use rand_distr::{Distribution, StandardNormal, Uniform};
@@ -23,6 +24,18 @@ pub struct LayerTape {
     log_scale: Vec<f64>,
     /// Coupling only: dℓ/ds of the scale map per transformed element (`n × k`).
     dlog_scale: Vec<f64>,
+    /// Coupling only: σ = e^ℓ per transformed element (`n × k`), so the backward pass needs no `exp`.
+    scale: Vec<f64>,
+}
+
+impl LayerTape {
+    /// Hands the activation buffers back to the thread's scratch pool.
+    pub(crate) fn recycle(&mut self) {
+        for b in [&mut self.input, &mut self.output, &mut self.log_scale, &mut self.dlog_scale, &mut self.scale] {
+            give(std::mem::take(b));
+        }
+        self.hidden.drain(..).for_each(give);
+    }
 }
 
 /// Which of the two affine maps a layer applies: `w = v·e^ℓ + t` or its inverse `w = (v − t)·e^{−ℓ}`.
@@ -76,15 +89,22 @@ impl LogScale {
         Self { map, offset }
     }
 
-    fn eval(&self, s: f64) -> (f64, f64) {
+    /// `(ℓ, σ = e^ℓ, dℓ/ds)`; σ is computed directly (one transcendental fewer than `exp(ℓ)`).
+    fn eval(&self, s: f64) -> (f64, f64, f64) {
         match self.map {
-            ScaleMap::Exp => (s, 1.0),
-            // ln(2·sigmoid(s)) = ln 2 − softplus(−s); d/ds = sigmoid(−s).
-            ScaleMap::TwoSigmoid => (std::f64::consts::LN_2 - softplus(-s), sigmoid(-s)),
+            ScaleMap::Exp => {
+                let e = s.exp();
+                (s, e, 1.0)
+            }
+            // σ = 2·sigmoid(s); ln σ = ln 2 − softplus(−s); dℓ/ds = sigmoid(−s) = 1 − σ/2.
+            ScaleMap::TwoSigmoid => {
+                let g = sigmoid(s);
+                (std::f64::consts::LN_2 - softplus(-s), 2.0 * g, 1.0 - g)
+            }
             ScaleMap::BoundedSigmoid { low, high } => {
                 let g = sigmoid(s + self.offset);
                 let sigma = low + (high - low) * g;
-                (sigma.ln(), (high - low) * g * (1.0 - g) / sigma)
+                (sigma.ln(), sigma, (high - low) * g * (1.0 - g) / sigma)
             }
         }
     }
@@ -146,7 +166,7 @@ impl Mlp {
             let (inn, out) = (self.sizes[l], self.sizes[l + 1]);
             let off = self.offset(l);
             let (w, b) = (&p[off..off + out * inn], &p[off + out * inn..off + out * inn + out]);
-            let mut next = vec![0.0; n * out];
+            let mut next = take_zeroed(n * out);
             gemm(&mut next, n, out, inn, &cur, Op::N, w, Op::T, false);
             for row in next.chunks_exact_mut(out) {
                 row.iter_mut().zip(b).for_each(|(v, bj)| *v += bj);
@@ -156,7 +176,7 @@ impl Mlp {
             }
             match hidden.as_deref_mut() {
                 Some(h) => h.push(std::mem::replace(&mut cur, next)),
-                None => cur = next,
+                None => give(std::mem::replace(&mut cur, next)),
             }
         }
         cur
@@ -185,12 +205,12 @@ impl Mlp {
                 }
             }
             let w = &p[off..off + out * inn];
-            let mut g_prev = vec![0.0; n * inn];
+            let mut g_prev = take_zeroed(n * inn);
             gemm(&mut g_prev, n, inn, out, &g, Op::N, w, Op::N, false);
             if l > 0 {
                 self.activation_backward(h, &mut g_prev);
             }
-            g = g_prev;
+            give(std::mem::replace(&mut g, g_prev));
         }
         g
     }
@@ -267,31 +287,32 @@ impl Coupling {
         let mut tape = tape;
         let head = self.mlp.forward(p, n, hc, tape.as_deref_mut().map(|t| &mut t.hidden));
         output.copy_from_slice(input);
-        let (mut ls_buf, mut dls_buf) = match tape.is_some() {
-            true => (vec![0.0; n * k], vec![0.0; n * k]),
-            false => (Vec::new(), Vec::new()),
+        let (mut ls_buf, mut dls_buf, mut sc_buf) = match tape.is_some() {
+            true => (take_zeroed(n * k), take_zeroed(n * k), take_zeroed(n * k)),
+            false => (Vec::new(), Vec::new(), Vec::new()),
         };
         for i in 0..n {
             let head_row = &head[i * 2 * k..(i + 1) * 2 * k];
             let mut ld = 0.0;
             for (j, &col) in self.transformed.iter().enumerate() {
                 let (si, ti) = head_positions(self.head_layout, j, k);
-                let (l, dl) = self.log_scale.eval(head_row[si]);
+                let (l, sigma, dl) = self.log_scale.eval(head_row[si]);
                 let t = head_row[ti];
                 let v = input[i * self.dim + col];
                 output[i * self.dim + col] = match kind {
                     AffineKind::ScaleShift => {
                         ld += l;
-                        v * l.exp() + t
+                        v * sigma + t
                     }
                     AffineKind::UnshiftUnscale => {
                         ld -= l;
-                        (v - t) * (-l).exp()
+                        (v - t) / sigma
                     }
                 };
                 if !ls_buf.is_empty() {
                     ls_buf[i * k + j] = l;
                     dls_buf[i * k + j] = dl;
+                    sc_buf[i * k + j] = sigma;
                 }
             }
             log_det[i] += ld;
@@ -301,7 +322,9 @@ impl Coupling {
             t.output = output.to_vec();
             t.log_scale = ls_buf;
             t.dlog_scale = dls_buf;
+            t.scale = sc_buf;
         }
+        give(head);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -322,17 +345,14 @@ impl Coupling {
         let mut g_head = vec![0.0; n * 2 * k];
         for i in 0..n {
             for (j, &col) in self.transformed.iter().enumerate() {
-                let (l, dl) = (tape.log_scale[i * k + j], tape.dlog_scale[i * k + j]);
+                let (sigma, dl) = (tape.scale[i * k + j], tape.dlog_scale[i * k + j]);
                 let gw = g_out[i * dim + col];
                 let (gv, gt, gl) = match kind {
                     // w = v·e^ℓ + t: ∂w/∂v = e^ℓ, ∂w/∂t = 1, ∂w/∂ℓ = v·e^ℓ, ∂ld/∂ℓ = +1.
-                    AffineKind::ScaleShift => {
-                        let e = l.exp();
-                        (gw * e, gw, gw * tape.input[i * dim + col] * e + g_ld[i])
-                    }
+                    AffineKind::ScaleShift => (gw * sigma, gw, gw * tape.input[i * dim + col] * sigma + g_ld[i]),
                     // w = (v − t)·e^{−ℓ}: ∂w/∂v = e^{−ℓ}, ∂w/∂t = −e^{−ℓ}, ∂w/∂ℓ = −w, ∂ld/∂ℓ = −1.
                     AffineKind::UnshiftUnscale => {
-                        let e = (-l).exp();
+                        let e = 1.0 / sigma;
                         (gw * e, -gw * e, -gw * tape.output[i * dim + col] - g_ld[i])
                     }
                 };
@@ -348,6 +368,7 @@ impl Coupling {
                 g_in[i * dim + col] += g_cond[i * d + c];
             }
         }
+        give(g_cond);
     }
 }
 
@@ -371,16 +392,23 @@ impl ActNorm {
     ) {
         let dim = self.dim;
         let (loc, scale) = p.split_at(dim);
-        let log_sigma: Vec<f64> = scale.iter().map(|&s| softplus(s).ln()).collect();
-        let sum_log_sigma: f64 = log_sigma.iter().sum();
+        let sigma: Vec<f64> = scale.iter().map(|&s| softplus(s)).collect();
+        let inv_sigma: Vec<f64> = sigma.iter().map(|s| 1.0 / s).collect();
+        let sum_log_sigma: f64 = sigma.iter().map(|s| s.ln()).sum();
         let kind = affine_kind(dir, Direction::Density);
         for i in 0..n {
-            for j in 0..dim {
-                let v = input[i * dim + j];
-                output[i * dim + j] = match kind {
-                    AffineKind::ScaleShift => v * log_sigma[j].exp() + loc[j],
-                    AffineKind::UnshiftUnscale => (v - loc[j]) * (-log_sigma[j]).exp(),
-                };
+            let (row_in, row_out) = (&input[i * dim..(i + 1) * dim], &mut output[i * dim..(i + 1) * dim]);
+            match kind {
+                AffineKind::ScaleShift => {
+                    for j in 0..dim {
+                        row_out[j] = row_in[j] * sigma[j] + loc[j];
+                    }
+                }
+                AffineKind::UnshiftUnscale => {
+                    for j in 0..dim {
+                        row_out[j] = (row_in[j] - loc[j]) * inv_sigma[j];
+                    }
+                }
             }
             log_det[i] += if kind == AffineKind::ScaleShift { sum_log_sigma } else { -sum_log_sigma };
         }
@@ -915,8 +943,10 @@ mod tests {
             assert!(ls.eval(0.0).0.abs() < 1e-14, "{map:?} must give σ(0) = 1");
             for &s in &[-3.0, -0.4, 0.7, 2.5] {
                 let h = 1e-6;
+                let (l, sigma, dl) = ls.eval(s);
+                assert!((sigma - l.exp()).abs() < 1e-14 * sigma, "{map:?}: σ must equal e^ℓ");
                 let fd = (ls.eval(s + h).0 - ls.eval(s - h).0) / (2.0 * h);
-                assert!((fd - ls.eval(s).1).abs() < 1e-8, "{map:?} at {s}");
+                assert!((fd - dl).abs() < 1e-8, "{map:?} at {s}");
             }
         }
         assert!((inverse_softplus(softplus(0.3)) - 0.3).abs() < 1e-14);

@@ -19,6 +19,7 @@ mod gemm;
 mod layers;
 mod optim;
 mod persist;
+mod scratch;
 mod spec;
 
 pub use error::FlowError;
