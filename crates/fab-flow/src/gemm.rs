@@ -75,12 +75,44 @@ fn clear_upper_vector_state() {
     }
 }
 
-/// The same product by plain loops (row of `C` outer, inner index middle, so the innermost loop is contiguous in `C`).
+/// The same product by plain loops, in the form that avoids a loop-carried dependency through memory:
+/// narrow outputs (`n ≤ TINY`) as dot products with four independent partial sums, wider outputs as row updates
+/// `C[i,:] += A[i,p]·B[p,:]` whose inner loop runs along a row.
 #[allow(clippy::too_many_arguments)]
 fn gemm_loops(c: &mut [f64], m: usize, n: usize, k: usize, a: &[f64], op_a: Op, b: &[f64], op_b: Op, accumulate: bool) {
     let a_at = |i: usize, p: usize| match op_a {
         Op::N => a[i * k + p],
         Op::T => a[p * m + i],
+    };
+    if n <= TINY {
+        let b_at = |p: usize, j: usize| match op_b {
+            Op::N => b[p * n + j],
+            Op::T => b[j * k + p],
+        };
+        let k4 = k - k % 4;
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = [0.0f64; 4];
+                for p in (0..k4).step_by(4) {
+                    for (u, su) in s.iter_mut().enumerate() {
+                        *su += a_at(i, p + u) * b_at(p + u, j);
+                    }
+                }
+                let mut tail = 0.0;
+                for p in k4..k {
+                    tail += a_at(i, p) * b_at(p, j);
+                }
+                let dot = (s[0] + s[1]) + (s[2] + s[3]) + tail;
+                let cij = &mut c[i * n + j];
+                *cij = if accumulate { *cij + dot } else { dot };
+            }
+        }
+        return;
+    }
+    // Row updates want B as k × n rows; a transposed B is small here (k or n is tiny), so copy it once.
+    let b_rows: std::borrow::Cow<'_, [f64]> = match op_b {
+        Op::N => std::borrow::Cow::Borrowed(b),
+        Op::T => std::borrow::Cow::Owned((0..k * n).map(|idx| b[(idx % n) * k + idx / n]).collect()),
     };
     for i in 0..m {
         let row = &mut c[i * n..(i + 1) * n];
@@ -89,17 +121,8 @@ fn gemm_loops(c: &mut [f64], m: usize, n: usize, k: usize, a: &[f64], op_a: Op, 
         }
         for p in 0..k {
             let aip = a_at(i, p);
-            match op_b {
-                Op::N => {
-                    for (cj, bj) in row.iter_mut().zip(&b[p * n..(p + 1) * n]) {
-                        *cj += aip * bj;
-                    }
-                }
-                Op::T => {
-                    for (j, cj) in row.iter_mut().enumerate() {
-                        *cj += aip * b[j * k + p];
-                    }
-                }
+            for (cj, bj) in row.iter_mut().zip(&b_rows[p * n..(p + 1) * n]) {
+                *cj += aip * bj;
             }
         }
     }
@@ -128,7 +151,9 @@ mod tests {
     #[test]
     fn every_layout_and_size_matches_the_triple_loop() {
         let fill = |len: usize, seed: f64| (0..len).map(|i| ((i as f64 + seed) * 0.7311).sin()).collect::<Vec<_>>();
-        for &(m, n, k) in &[(3, 2, 1), (17, 9, 13), (40, 33, 7), (2, 50, 30), (64, 64, 64)] {
+        for &(m, n, k) in
+            &[(3, 2, 1), (17, 9, 13), (40, 33, 7), (2, 50, 30), (64, 64, 64), (100, 2, 40), (40, 1, 101), (100, 40, 2)]
+        {
             for op_a in [Op::N, Op::T] {
                 for op_b in [Op::N, Op::T] {
                     let a = fill(m * k, 1.0);
