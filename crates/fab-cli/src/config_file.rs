@@ -1,0 +1,90 @@
+//! Reading a RON config file: parse and validation errors name the file, the line and the field.
+
+use anyhow::{Context, anyhow};
+use fab_train::config::TrainConfig;
+use std::path::Path;
+
+/// The default config (FAB on the 2021 mixture of Gaussians), embedded so `fab train` works from any directory.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../configs/mog_fab_2021.ron");
+/// The name shown for the embedded default in messages.
+pub const DEFAULT_CONFIG_NAME: &str = "configs/mog_fab_2021.ron (built in)";
+
+/// Parses and validates config text; `name` is the file shown in errors.
+pub fn parse(text: &str, name: &str) -> anyhow::Result<TrainConfig> {
+    let config: TrainConfig = ron::Options::default().from_str(text).map_err(|e| {
+        let pos = e.span.start;
+        anyhow!("{name}:{}:{}: {}", pos.line, pos.col, e.code)
+    })?;
+    if let Err(e) = config.check() {
+        let line = field_line(text, &e.field).map(|l| format!(":{l}")).unwrap_or_default();
+        return Err(anyhow!("{name}{line}: field `{}`: {}", e.field, e.reason));
+    }
+    Ok(config)
+}
+
+/// Reads, parses and validates a config file; returns the config and the file's text.
+pub fn load(path: &Path) -> anyhow::Result<(TrainConfig, String)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    Ok((parse(&text, &path.display().to_string())?, text))
+}
+
+/// The 1-based line where the last component of a dotted field path first appears as `name:`, if any.
+fn field_line(text: &str, field: &str) -> Option<usize> {
+    let key = field.rsplit('.').next()?;
+    let key = key.split('[').next()?;
+    text.lines()
+        .position(|l| {
+            let code = l.split("//").next().unwrap_or("");
+            code.match_indices(key).any(|(i, _)| {
+                let before_ok = code[..i].chars().last().is_none_or(|c| !c.is_alphanumeric() && c != '_');
+                let after = code[i + key.len()..].trim_start();
+                before_ok && (after.starts_with(':') || after.starts_with('('))
+            })
+        })
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_is_valid() {
+        let c = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
+        assert_eq!(c.name, "mog_fab_2021");
+    }
+
+    #[test]
+    fn every_shipped_config_is_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "ron") {
+                load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 6, "expected the paper configs in configs/, found {n}");
+    }
+
+    #[test]
+    fn unknown_fields_wrong_types_and_bad_values_name_file_line_and_field() {
+        let unknown = DEFAULT_CONFIG.replace("batch_size: 100", "batch_size: 100,\n    bach_size: 3");
+        let e = parse(&unknown, "x.ron").unwrap_err().to_string();
+        assert!(e.starts_with("x.ron:") && e.contains("bach_size"), "{e}");
+
+        let wrong_type = DEFAULT_CONFIG.replace("batch_size: 100", "batch_size: \"many\"");
+        let e = parse(&wrong_type, "x.ron").unwrap_err().to_string();
+        let line = DEFAULT_CONFIG.lines().position(|l| l.contains("batch_size")).unwrap() + 1;
+        assert!(e.starts_with(&format!("x.ron:{line}:")), "{e}");
+
+        let out_of_range = DEFAULT_CONFIG.replace("lr: 5e-4", "lr: -1.0");
+        let e = parse(&out_of_range, "x.ron").unwrap_err().to_string();
+        let line = DEFAULT_CONFIG.lines().position(|l| l.contains("lr: 5e-4")).unwrap() + 1;
+        assert_eq!(e, format!("x.ron:{line}: field `optimizer.lr`: must be a positive finite number, got -1"));
+
+        let e = load(Path::new("/nonexistent/fab.ron")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/fab.ron"), "{e}");
+    }
+}
