@@ -8,7 +8,7 @@ use clap::Args;
 use fab_core::{Proposal, stream_rng};
 use fab_targets::{TargetSpec, double_well_log_density};
 use fab_train::report::{GENERAL_HEADER, TABLE1_HEADER, TABLE2_HEADER, general_row, table1_row, table2_row};
-use fab_train::{EvalReport, Run, TrainConfig, evaluate};
+use fab_train::{Detail, EvalReport, Run, TrainConfig, evaluate};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -164,6 +164,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         fab_train::config::Budget::TargetEvaluations(n) => n,
     };
     let pb = progress_bar(total, args.quiet);
+    let mut eval_seconds = 0.0;
     while !run.is_done() {
         let rep = run.step()?;
         dir.log("iteration", elapsed(), &rep)?;
@@ -183,7 +184,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         ));
         let k = run.iteration();
         if cfg.eval.every > 0 && k % cfg.eval.every == 0 && !run.is_done() {
-            let e = evaluate(&run, cfg.eval.n_samples)?;
+            let eval_started = Instant::now();
+            let e = evaluate(&run, cfg.eval.n_samples, Detail::Periodic)?;
+            eval_seconds += eval_started.elapsed().as_secs_f64();
             pb.println(format!(
                 "iteration {k}: flow ESS {:.2}%, mean log q(x~p) {:.3}",
                 e.flow_ess, e.mean_log_q_target
@@ -197,14 +200,15 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     pb.finish_and_clear();
     dir.checkpoint(&run)?;
     run.flow().save_safetensors(dir.path().join(FLOW_FILE))?;
-    let train_time = elapsed();
+    let train_time = elapsed() - eval_seconds;
     eprintln!(
-        "trained {} iterations in {:.1} s; final evaluation on {} samples",
+        "trained {} iterations in {:.1} s (+{:.1} s of periodic evaluation); final evaluation on {} samples",
         run.iteration(),
         train_time,
+        eval_seconds,
         cfg.eval.n_samples_final
     );
-    let report = evaluate(&run, cfg.eval.n_samples_final)?;
+    let report = evaluate(&run, cfg.eval.n_samples_final, Detail::Full)?;
     dir.log("final", elapsed(), &report)?;
     dir.flush()?;
     write_report(dir.path(), &run, &report, train_time, elapsed())?;
@@ -230,13 +234,14 @@ fn write_report(dir: &Path, run: &Run, report: &EvalReport, train_s: f64, total_
         "target_evaluations": run.target_evaluations(),
         "counters": run.counters(),
         "train_seconds": train_s,
+        "seconds_per_iteration": train_s / run.iteration().max(1) as f64,
         "total_seconds": total_s,
         "threads": rayon::current_num_threads(),
         "eval": report,
     });
     std::fs::write(dir.join(REPORT_JSON), serde_json::to_string_pretty(&json)?)?;
     let md = format!(
-        "# {} ({})\n\n{}\n\nIterations: {}; target evaluations: {}; training wall time {:.1} s; with evaluation {:.1} s.\n",
+        "# {} ({})\n\n{}\n\nIterations: {}; target evaluations: {}; training wall time {:.1} s (this session's periodic evaluations excluded); with evaluation {:.1} s.\n",
         cfg.name,
         cfg.method.label(),
         table_for(&cfg.target, cfg.method.label(), report),
@@ -253,7 +258,7 @@ fn write_report(dir: &Path, run: &Run, report: &EvalReport, train_s: f64, total_
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let run = load_run(&args.run)?;
     let n = args.n.unwrap_or(run.config().eval.n_samples_final);
-    let report = evaluate(&run, n)?;
+    let report = evaluate(&run, n, Detail::Full)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     println!("{}", table_for(&run.config().target, run.config().method.label(), &report));
     Ok(())

@@ -65,8 +65,17 @@ fn quadratic_for(spec: &TargetSpec) -> Option<(QuadraticFn, f64)> {
     }
 }
 
+/// How much an evaluation computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// ESS, log Z, log q at target samples and mode sets: cheap enough to run during training.
+    Periodic,
+    /// Also the quadratic-expectation bias and std over `eval.expectation_groups` (flow and AIS).
+    Full,
+}
+
 /// Evaluates the run's flow with `n_samples` flow (and AIS) samples.
-pub fn evaluate(run: &Run, n_samples: usize) -> Result<EvalReport, TrainError> {
+pub fn evaluate(run: &Run, n_samples: usize, detail: Detail) -> Result<EvalReport, TrainError> {
     let _span = tracing::info_span!("evaluate", k = run.iteration(), n = n_samples).entered();
     let cfg = run.config();
     let seed = sub_seed(cfg.seed, &[purpose::EVAL, run.iteration()]);
@@ -103,9 +112,9 @@ pub fn evaluate(run: &Run, n_samples: usize) -> Result<EvalReport, TrainError> {
     };
     let mode_mean = |modes: &Batch| mean_log_q(&flow.log_q(modes.view())).value;
 
-    let (expectation_flow, expectation_ais) = match quadratic_for(&cfg.target) {
-        Some((f, truth)) => expectations(run, &f, truth, seed)?,
-        None => (None, None),
+    let (expectation_flow, expectation_ais) = match (detail, quadratic_for(&cfg.target)) {
+        (Detail::Full, Some((f, truth))) => expectations(run, &f, truth, seed)?,
+        _ => (None, None),
     };
 
     Ok(EvalReport {

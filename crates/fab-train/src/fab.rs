@@ -11,6 +11,7 @@ pub(crate) use crate::ais_driver::AisBatch;
 
 /// One AIS batch from the current flow, with invalid points dropped (and counted in the run).
 fn ais_batch(run: &mut Run, seed: u64, alpha: f64) -> Result<AisBatch, TrainError> {
+    let _span = tracing::debug_span!("ais", alpha).entered();
     let n = run.config.batch_size;
     let driver = run.ais.as_mut().expect("FAB runs always have an AIS driver");
     let batch = driver.run(&run.flow, &run.target, n, alpha, seed, true).map_err(TrainError::Ais)?;

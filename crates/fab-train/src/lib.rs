@@ -24,5 +24,5 @@ pub mod run;
 
 pub use ais_driver::{AisBatch, AisDriver};
 pub use config::TrainConfig;
-pub use eval::{EvalReport, evaluate};
+pub use eval::{Detail, EvalReport, evaluate};
 pub use run::{IterationReport, Run, TrainError};

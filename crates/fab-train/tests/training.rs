@@ -8,7 +8,7 @@ use fab_train::config::{
     AisSettings, Budget, BufferSettings, EvalConfig, FlowConfig, Method, OptimizerConfig, Schedule, StepRule,
     TrainConfig, Transition,
 };
-use fab_train::{Run, evaluate};
+use fab_train::{Detail, Run, evaluate};
 use std::path::Path;
 
 fn eval_config() -> EvalConfig {
@@ -63,7 +63,7 @@ fn train(config: TrainConfig) -> Run {
 fn a_short_fab_run_beats_reverse_kl_on_the_2021_mog() {
     let fab = train(mog_config(Method::Fab2021 { ais: hmc_2021() }, 400));
     let kl = train(mog_config(Method::ReverseKl, 400));
-    let (rf, rk) = (evaluate(&fab, 20_000).unwrap(), evaluate(&kl, 20_000).unwrap());
+    let (rf, rk) = (evaluate(&fab, 20_000, Detail::Full).unwrap(), evaluate(&kl, 20_000, Detail::Full).unwrap());
     eprintln!("FAB: {rf:?}\nKL: {rk:?}");
     // Reverse KL collapses onto few modes: its log q at target samples is far below FAB's, and its weights degenerate.
     assert!(
@@ -159,7 +159,7 @@ fn a_flow_equal_to_the_target_scores_perfectly() {
         ..mog_config(Method::ReverseKl, 1)
     };
     let run = Run::new(config).unwrap();
-    let r = evaluate(&run, 5000).unwrap();
+    let r = evaluate(&run, 5000, Detail::Periodic).unwrap();
     assert!((r.flow_ess - 100.0).abs() < 1e-6, "flow ESS {}", r.flow_ess);
     assert!((r.forward_ess.unwrap() - 100.0).abs() < 1e-6, "forward ESS {:?}", r.forward_ess);
     let lz = r.log_z_flow.unwrap();
