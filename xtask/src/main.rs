@@ -32,6 +32,9 @@ enum Task {
         /// Threads for the fab binary.
         #[arg(long)]
         threads: Option<usize>,
+        /// Train again experiments that already finished (default: reuse their reports, resume unfinished runs).
+        #[arg(long)]
+        rerun: bool,
     },
 }
 
@@ -39,6 +42,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.task {
         Task::Ci => ci::run(),
-        Task::Reproduce { quick, only, threads } => reproduce::run(reproduce::Options { quick, only, threads }),
+        Task::Reproduce { quick, only, threads, rerun } => {
+            reproduce::run(reproduce::Options { quick, only, threads, rerun })
+        }
     }
 }

@@ -58,6 +58,8 @@ pub struct Options {
     pub only: Option<String>,
     /// Threads for the `fab` binary.
     pub threads: Option<usize>,
+    /// Re-run experiments that already finished (otherwise their reports are reused and unfinished runs resume).
+    pub rerun: bool,
 }
 
 /// Entry point of the `reproduce` task.
@@ -103,6 +105,15 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         check_quick(&reports)?;
     }
     Ok(())
+}
+
+/// The run directory of experiment `name` (`<name>-seed<seed>`) under `runs_dir`, if one exists.
+fn existing_run_dir(runs_dir: &Path, name: &str) -> Option<PathBuf> {
+    std::fs::read_dir(runs_dir).ok()?.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+        p.file_name()
+            .and_then(|f| f.to_str())
+            .is_some_and(|f| f.strip_prefix(name).is_some_and(|rest| rest.starts_with("-seed")))
+    })
 }
 
 /// `report.json` of every run directory, by experiment name.
