@@ -79,15 +79,24 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         bail!("no experiment named {:?}; known: {}", opts.only.unwrap_or_default(), names.join(", "));
     }
     for e in &selected {
+        let run_dir = existing_run_dir(&runs_dir, e.name);
+        let finished = run_dir.as_ref().is_some_and(|d| d.join("report.json").exists());
+        let resumable = run_dir.as_ref().is_some_and(|d| d.join("checkpoint.fab").exists());
         let mut cmd = Command::new(&fab);
-        cmd.current_dir(&root).args(["train", e.config, "--force", "--quiet", "--out"]).arg(&runs_dir);
-        if opts.quick {
-            cmd.args([
-                "--iterations",
-                &e.quick_iterations.to_string(),
-                "--final-samples",
-                &e.quick_final_samples.to_string(),
-            ]);
+        cmd.current_dir(&root);
+        if opts.quick || opts.rerun || !(finished || resumable) {
+            cmd.args(["train", e.config, "--force", "--quiet", "--out"]).arg(&runs_dir);
+            if opts.quick {
+                cmd.args(["--iterations", &e.quick_iterations.to_string()]);
+                cmd.args(["--final-samples", &e.quick_final_samples.to_string()]);
+            }
+        } else if finished {
+            eprintln!("{}: finished earlier, report reused (pass --rerun to train again)", e.name);
+            continue;
+        } else {
+            let dir = run_dir.expect("resumable implies a directory");
+            eprintln!("{}: resuming {}", e.name, dir.display());
+            cmd.args(["train", "--quiet", "--resume"]).arg(dir);
         }
         if let Some(t) = opts.threads {
             cmd.args(["--threads", &t.to_string()]);
