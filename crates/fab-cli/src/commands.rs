@@ -187,10 +187,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             let eval_started = Instant::now();
             let e = evaluate(&run, cfg.eval.n_samples, Detail::Periodic)?;
             eval_seconds += eval_started.elapsed().as_secs_f64();
-            pb.println(format!(
-                "iteration {k}: flow ESS {:.2}%, mean log q(x~p) {:.3}",
-                e.flow_ess, e.mean_log_q_target
-            ));
+            let mean_log_q = e.mean_log_q_target.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"));
+            pb.println(format!("iteration {k}: flow ESS {:.2}%, mean log q(x~p) {mean_log_q}", e.flow_ess));
             dir.log("eval", elapsed(), &e)?;
         }
         if cfg.checkpoint_every > 0 && k % cfg.checkpoint_every == 0 {
@@ -280,6 +278,11 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
         let a = frozen.run(run.flow(), run.target(), args.n, 1.0, args.seed, false).map_err(anyhow::Error::msg)?;
         let n = a.log_w.len();
         (a.x, vec![f64::NAN; n], a.log_w)
+    } else if let Some(snf) = run.snf() {
+        // An SNF run's flow is only its prior: draw SNF paths (log q of each path).
+        let s = snf.sample(run.target(), args.seed, args.n);
+        let log_w = fab_train::metrics::log_weights(&s.log_p, &s.log_q);
+        (s.x, s.log_q, log_w)
     } else {
         let (x, log_q) = run.flow().sample(&mut rng, args.n);
         let mut log_p = vec![0.0; args.n];
@@ -330,7 +333,13 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
     }
     let samples: Vec<(String, fab_core::Batch)> = runs
         .iter()
-        .map(|r| (r.config().method.label().to_string(), r.flow().sample(&mut stream_rng(0, 0), args.n).0))
+        .map(|r| {
+            let x = match r.snf() {
+                Some(snf) => snf.sample(r.target(), 0, args.n).x,
+                None => r.flow().sample(&mut stream_rng(0, 0), args.n).0,
+            };
+            (r.config().method.label().to_string(), x)
+        })
         .collect();
     let dim = runs[0].flow().dim();
     if dim == 2 {

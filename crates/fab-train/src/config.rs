@@ -3,7 +3,8 @@
 //! Every field is checked by [`TrainConfig::check`]; an error names the field by its path in the file
 //! (`method.ais.n_intermediate`) and says why, so the CLI can point at the line.
 
-use fab_flow::FlowSpec;
+use crate::snf::SnfSpec;
+use fab_flow::{BaseSpec, FlowSpec};
 use fab_targets::TargetSpec;
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +96,19 @@ pub enum Method {
     ReverseKl,
     /// Maximum likelihood on exact target samples (an upper reference; needs samples FAB never sees).
     MaximumLikelihood,
+    /// The 2021 SNF baseline (SPEC §5): RealNVP couplings interleaved with Metropolis layers, trained by reverse KL
+    /// through the sampling path. The run's `flow` is the SNF's prior and must be `N(0, I)` (no layers, standard
+    /// normal base); the SNF's own parameters live beside it (see [`crate::snf`]).
+    Snf {
+        /// Blocks of `{coupling, swap, coupling, swap}` (paper: 3, i.e. six couplings).
+        n_blocks: usize,
+        /// Width of both hidden layers of the shift and scale nets (paper: 64).
+        hidden: usize,
+        /// Metropolis steps per MC layer (paper: 20).
+        n_mc_steps: usize,
+        /// Standard deviation of the Gaussian proposal (paper: 0.25).
+        proposal_std: f64,
+    },
 }
 
 impl Method {
@@ -106,6 +120,21 @@ impl Method {
             Self::FabAlpha2 { buffer: Some(_), .. } => "FAB α=2 + buffer",
             Self::ReverseKl => "flow w/ reverse KL",
             Self::MaximumLikelihood => "flow w/ ML",
+            Self::Snf { .. } => "SNF w/ reverse KL",
+        }
+    }
+
+    /// The SNF architecture of an SNF method on `dim` dimensions (`None` for every other method).
+    pub fn snf_spec(&self, dim: usize) -> Option<SnfSpec> {
+        match self {
+            Self::Snf { n_blocks, hidden, n_mc_steps, proposal_std } => Some(SnfSpec {
+                dim,
+                n_blocks: *n_blocks,
+                hidden: *hidden,
+                n_mc_steps: *n_mc_steps,
+                proposal_std: *proposal_std,
+            }),
+            _ => None,
         }
     }
 }
@@ -295,6 +324,7 @@ impl TrainConfig {
                 ais
             }
             Method::ReverseKl | Method::MaximumLikelihood => return Ok(()),
+            Method::Snf { .. } => return self.check_snf(),
         };
         match &ais.transition {
             Transition::Hmc { n_leapfrog, step_size, .. } => {
@@ -305,6 +335,22 @@ impl TrainConfig {
                 at_least_one("method.ais.transition.n_steps", *n_steps)?;
                 positive("method.ais.transition.step_size", *step_size)?;
             }
+        }
+        Ok(())
+    }
+
+    fn check_snf(&self) -> Result<(), ConfigError> {
+        let Method::Snf { n_blocks, hidden, n_mc_steps, proposal_std } = &self.method else { return Ok(()) };
+        at_least_one("method.n_blocks", *n_blocks)?;
+        at_least_one("method.hidden", *hidden)?;
+        at_least_one("method.n_mc_steps", *n_mc_steps)?;
+        positive("method.proposal_std", *proposal_std)?;
+        let spec = self.flow.spec();
+        if !spec.layers.is_empty() || spec.base != BaseSpec::StandardNormal {
+            bad("flow", "an SNF run's flow is the SNF's prior: it must have no layers and a StandardNormal base")?;
+        }
+        if !spec.dim.is_multiple_of(2) {
+            bad("flow", format!("the SNF couplings split the vector in halves: dimension {} must be even", spec.dim))?;
         }
         Ok(())
     }

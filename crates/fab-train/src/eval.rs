@@ -13,7 +13,8 @@ use fab_core::{Batch, Proposal, stream_rng, sub_seed};
 use fab_targets::{DiagGmm, ManyWell, QuadraticFn, TargetSpec};
 use serde::{Deserialize, Serialize};
 
-/// Every metric of one evaluation. Fields are `None` when the target does not define them.
+/// Every metric of one evaluation. Fields are `None` when the target does not define them (or, for an SNF, when
+/// they need the density at points the SNF did not sample: mean log q at target samples, forward ESS, mode sets).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     /// Iterations completed when evaluated.
@@ -32,8 +33,9 @@ pub struct EvalReport {
     pub log_z_flow: Option<LogZError>,
     /// log Z errors after AIS, when log Z is known.
     pub log_z_ais: Option<LogZError>,
-    /// Mean log q at exact target samples.
-    pub mean_log_q_target: f64,
+    /// Mean log q at exact target samples; `None` for an SNF, whose density is only defined along its sampling
+    /// paths (Table 1: "n/a").
+    pub mean_log_q_target: Option<f64>,
     /// Best possible value of the above: mean normalised log p at the same samples, when log Z is known.
     pub mean_log_p_target: Option<f64>,
     /// Forward ESS (%) `1/E_p[p/q]`, when log Z is known.
@@ -47,6 +49,10 @@ pub struct EvalReport {
     /// The same after AIS.
     pub expectation_ais: Option<ExpectationError>,
 }
+
+/// Sub-seed tags of the SNF's evaluation draws (its paths draw from `stream_rng(sub_seed(seed, [tag]), i)`).
+const SNF_SAMPLES: u64 = 10;
+const SNF_EXPECTATION_SAMPLES: u64 = 11;
 
 /// The quadratic test function and its exact expectation for the targets the papers use it on.
 fn quadratic_for(spec: &TargetSpec) -> Option<(QuadraticFn, f64)> {
@@ -74,7 +80,7 @@ pub enum Detail {
     Full,
 }
 
-/// Evaluates the run's flow with `n_samples` flow (and AIS) samples.
+/// Evaluates the run's flow (or SNF) with `n_samples` flow (and AIS) samples.
 pub fn evaluate(run: &Run, n_samples: usize, detail: Detail) -> Result<EvalReport, TrainError> {
     let _span = tracing::info_span!("evaluate", k = run.iteration(), n = n_samples).entered();
     let cfg = run.config();
@@ -83,9 +89,19 @@ pub fn evaluate(run: &Run, n_samples: usize, detail: Detail) -> Result<EvalRepor
     let log_z = target.log_z();
     let flow = run.flow();
 
-    let (x, log_q) = flow.sample(&mut stream_rng(seed, 0), n_samples);
-    let mut log_p = vec![0.0; n_samples];
-    target.log_prob_batch(x.view(), &mut log_p);
+    let (log_q, log_p) = match run.snf() {
+        // The SNF's log q is that of each sample's path; its last MC layer already evaluated log p̃ there.
+        Some(snf) => {
+            let s = snf.sample(target, sub_seed(seed, &[SNF_SAMPLES]), n_samples);
+            (s.log_q, s.log_p)
+        }
+        None => {
+            let (x, log_q) = flow.sample(&mut stream_rng(seed, 0), n_samples);
+            let mut log_p = vec![0.0; n_samples];
+            target.log_prob_batch(x.view(), &mut log_p);
+            (log_q, log_p)
+        }
+    };
     let log_w = log_weights(&log_p, &log_q);
     let flow_ess = ess_percent(&log_w);
     let n_runs = 50.min(n_samples);
@@ -100,12 +116,15 @@ pub fn evaluate(run: &Run, n_samples: usize, detail: Detail) -> Result<EvalRepor
     };
 
     let x_target = target.sample_exact(&mut stream_rng(seed, 2), cfg.eval.n_target_samples);
-    let log_q_target = flow.log_q(x_target.view());
+    // log q at given points exists for flows only.
+    let has_density = run.snf().is_none();
+    let log_q_target = if has_density { flow.log_q(x_target.view()) } else { Vec::new() };
     let mut log_p_target = vec![0.0; x_target.n_rows()];
     target.log_prob_batch(x_target.view(), &mut log_p_target);
     let normalised: Option<Vec<f64>> = log_z.map(|lz| log_p_target.iter().map(|l| l - lz).collect());
 
     let many_well = match &cfg.target {
+        _ if !has_density => None,
         TargetSpec::ManyWell { dim } => ManyWell::new(*dim).ok(),
         TargetSpec::DoubleWell => Some(ManyWell::double_well()),
         _ => None,
@@ -128,9 +147,9 @@ pub fn evaluate(run: &Run, n_samples: usize, detail: Detail) -> Result<EvalRepor
         log_z_ais: ais
             .as_ref()
             .and_then(|a| log_z.map(|lz| log_z_error(&a.log_w, n_runs.min(a.log_w.len()).max(1), lz))),
-        mean_log_q_target: mean_log_q(&log_q_target).value,
+        mean_log_q_target: has_density.then(|| mean_log_q(&log_q_target).value),
         mean_log_p_target: normalised.as_ref().map(|lp| mean_log_q(lp).value),
-        forward_ess: normalised.as_ref().map(|lp| forward_ess_percent(lp, &log_q_target).value),
+        forward_ess: normalised.as_ref().filter(|_| has_density).map(|lp| forward_ess_percent(lp, &log_q_target).value),
         mode_set_mean_log_q: many_well.as_ref().map(|mw| mode_mean(&mw.mode_test_set_iclr())),
         noisy_mode_set_mean_log_q: many_well
             .as_ref()
@@ -150,9 +169,18 @@ fn expectations(
     let (groups, size) = run.config().eval.expectation_groups;
     let n = groups * size;
     let target = run.target();
-    let (x, log_q) = run.flow().sample(&mut stream_rng(seed, 4), n);
-    let mut log_p = vec![0.0; n];
-    target.log_prob_batch(x.view(), &mut log_p);
+    let (x, log_q, log_p) = match run.snf() {
+        Some(snf) => {
+            let s = snf.sample(target, sub_seed(seed, &[SNF_EXPECTATION_SAMPLES]), n);
+            (s.x, s.log_q, s.log_p)
+        }
+        None => {
+            let (x, log_q) = run.flow().sample(&mut stream_rng(seed, 4), n);
+            let mut log_p = vec![0.0; n];
+            target.log_prob_batch(x.view(), &mut log_p);
+            (x, log_q, log_p)
+        }
+    };
     let values: Vec<f64> = x.rows().map(|r| f.value(r)).collect();
     let flow = expectation_error(&log_weights(&log_p, &log_q), &values, size, truth);
     let ais = match run.ais() {

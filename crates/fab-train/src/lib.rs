@@ -3,6 +3,7 @@
 //! - [`config`]: the RON experiment description and its validation.
 //! - [`run`]: the checkpointed state of a run and one iteration of each method ([`run::Run::step`]).
 //! - `fab`: the FAB objectives (2021 eq. 5; α = 2 with and without the prioritised [`buffer`]).
+//! - [`snf`]: the 2021 stochastic-normalizing-flow baseline (couplings and Metropolis layers, pathwise gradient).
 //! - [`eval`] and [`metrics`]: every metric of SPEC §6a; [`report`]: table rows.
 //! - [`checkpoint`]: atomic, checksummed files.
 //!
@@ -21,6 +22,7 @@ mod fab;
 pub mod metrics;
 pub mod report;
 pub mod run;
+pub mod snf;
 
 pub use ais_driver::{AisBatch, AisDriver};
 pub use config::TrainConfig;

@@ -26,7 +26,7 @@ pub fn table1_row(label: &str, r: &EvalReport) -> String {
     let ea = r.expectation_ais.as_ref();
     format!(
         "| {label} | {} | {} | {} | {} |",
-        num(Some(r.mean_log_q_target), 2),
+        num(r.mean_log_q_target, 2),
         with_ais(Some(r.flow_ess), r.ais_ess, 2),
         with_ais(ef.map(|e| e.bias_percent), ea.map(|e| e.bias_percent), 2),
         with_ais(ef.map(|e| e.std_percent), ea.map(|e| e.std_percent), 2),
@@ -54,7 +54,7 @@ pub const GENERAL_HEADER: &str = "| model | mean log q(x), x~p | best possible |
 pub fn general_row(label: &str, r: &EvalReport) -> String {
     format!(
         "| {label} | {} | {} | {} | {} | {} | {} |",
-        num(Some(r.mean_log_q_target), 2),
+        num(r.mean_log_q_target, 2),
         num(r.mean_log_p_target, 2),
         with_ais(Some(r.flow_ess), r.ais_ess, 2),
         num(r.forward_ess, 2),

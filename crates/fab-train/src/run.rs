@@ -8,6 +8,7 @@ use crate::buffer::ReplayBuffer;
 use crate::checkpoint::{CheckpointData, CheckpointError};
 use crate::config::{Budget, ConfigError, Method, TrainConfig};
 use crate::fab::{fab_2021_step, fab_alpha2_buffer_step, fab_alpha2_step, fill_buffer};
+use crate::snf::{Snf, SnfError};
 use fab_core::{Batch, Counted, EvalCounts, LogDensity, stream_rng, sub_seed};
 use fab_flow::{Adam, AdamConfig, AdamState, Flow, FlowError, StepOutcome, clip_grad_norm, clip_grad_value};
 use fab_targets::Target;
@@ -26,6 +27,8 @@ pub(crate) mod purpose {
     pub const EVAL: u64 = 3;
     /// Filling the replay buffer before training.
     pub const BUFFER_FILL: u64 = 4;
+    /// Initialisation of an SNF's parameters (second tag under `INIT`).
+    pub const SNF_INIT: u64 = 5;
 }
 
 /// Points drawn for the data-dependent ActNorm initialisation of 2021 flows.
@@ -47,6 +50,9 @@ pub enum TrainError {
     /// AIS failed (e.g. every point of a batch was invalid).
     #[error("AIS: {0}")]
     Ais(String),
+    /// The SNF could not be built.
+    #[error("SNF: {0}")]
+    Snf(#[from] SnfError),
 }
 
 /// Counters of everything that was skipped, dropped or rejected: non-finite values are data, and these report them.
@@ -91,6 +97,8 @@ pub struct Run {
     pub(crate) optimizer: Adam,
     pub(crate) ais: Option<AisDriver>,
     pub(crate) buffer: Option<ReplayBuffer>,
+    /// The SNF of an SNF run (then `flow` is its `N(0, I)` prior and the optimiser steps the SNF's parameters).
+    pub(crate) snf: Option<Snf>,
     pub(crate) iteration: u64,
     pub(crate) counters: Counters,
 }
@@ -120,6 +128,10 @@ impl Run {
             Method::FabAlpha2 { buffer: Some(b), .. } => Some(ReplayBuffer::new(flow.dim(), b.capacity, b.min_len)),
             _ => None,
         };
+        let snf = match config.method.snf_spec(flow.dim()) {
+            Some(spec) => Some(Snf::new(spec, sub_seed(config.seed, &[purpose::INIT, purpose::SNF_INIT]))?),
+            None => None,
+        };
         let optimizer = Adam::new(adam_config(&config));
         Ok(Self {
             config,
@@ -128,6 +140,7 @@ impl Run {
             optimizer,
             ais,
             buffer,
+            snf,
             iteration: 0,
             counters: Counters::default(),
         })
@@ -137,9 +150,13 @@ impl Run {
     pub fn config(&self) -> &TrainConfig {
         &self.config
     }
-    /// The flow being trained.
+    /// The flow being trained (for an SNF run: the SNF's `N(0, I)` prior, see [`Self::snf`]).
     pub fn flow(&self) -> &Flow {
         &self.flow
+    }
+    /// The SNF being trained, for SNF runs.
+    pub fn snf(&self) -> Option<&Snf> {
+        self.snf.as_ref()
     }
     /// The target (with its evaluation counter).
     pub fn target(&self) -> &dyn Target {
@@ -183,6 +200,7 @@ impl Run {
         let mut report = match self.config.method.clone() {
             Method::ReverseKl => self.reverse_kl_step(seed),
             Method::MaximumLikelihood => self.max_likelihood_step(seed),
+            Method::Snf { .. } => self.snf_step(seed),
             Method::Fab2021 { .. } => fab_2021_step(self, seed)?,
             Method::FabAlpha2 { buffer: None, .. } => fab_alpha2_step(self, seed)?,
             Method::FabAlpha2 { buffer: Some(b), .. } => {
@@ -216,7 +234,11 @@ impl Run {
         if let Some(max) = self.config.optimizer.max_grad_value {
             clip_grad_value(grad, max);
         }
-        match self.optimizer.step(self.flow.params_mut(), grad) {
+        let params = match self.snf.as_mut() {
+            Some(snf) => snf.params_mut(),
+            None => self.flow.params_mut(),
+        };
+        match self.optimizer.step(params, grad) {
             StepOutcome::Applied => self.counters.n_steps_applied += 1,
             _ => self.counters.n_skipped_non_finite_grad += 1,
         }
@@ -264,6 +286,26 @@ impl Run {
         }
     }
 
+    /// SNF reverse KL `mean(log q_SNF(x) − log p̃(x))` by the pathwise gradient (noise and accept decisions fixed).
+    fn snf_step(&mut self, seed: u64) -> IterationReport {
+        let snf = self.snf.as_ref().expect("SNF runs always have an SNF");
+        let n = self.config.batch_size;
+        let mut grad = vec![0.0; snf.n_params()];
+        let batch = snf.reverse_kl_grad(&self.target, seed, n, &mut grad);
+        self.counters.n_dropped_points += (n - batch.n_valid) as u64;
+        let grad_norm = self.apply_gradient(batch.loss, &mut grad);
+        IterationReport {
+            iteration: 0,
+            loss: batch.loss,
+            grad_norm,
+            batch_ess: fab_core::numerics::ess_percent(&batch.log_w).value,
+            acceptance: batch.acceptance,
+            step_sizes: Vec::new(),
+            target_evaluations: 0,
+            n_dropped: 0,
+        }
+    }
+
     /// Maximum likelihood `−mean log q(x)` on exact target samples (which FAB never gets).
     fn max_likelihood_step(&mut self, seed: u64) -> IterationReport {
         let n = self.config.batch_size;
@@ -298,6 +340,9 @@ impl Run {
         arrays.insert("optimizer.v".to_string(), opt.v.clone());
         let mut blobs = BTreeMap::new();
         blobs.insert("flow.safetensors".to_string(), self.flow.to_safetensors_bytes()?);
+        if let Some(snf) = &self.snf {
+            arrays.insert("snf.params".to_string(), snf.params().to_vec());
+        }
         if let Some(b) = &self.buffer {
             for (name, v) in b.arrays() {
                 arrays.insert(format!("buffer.{name}"), v);
@@ -368,6 +413,9 @@ impl Run {
             skipped: opt["skipped"].as_u64().ok_or_else(|| invalid("optimizer.skipped".into()))?,
         };
         run.optimizer = Adam::from_state(adam_config(&run.config), state);
+        if let Some(snf) = run.snf.as_mut() {
+            snf.set_params(array("snf.params")?).map_err(|e| invalid(format!("snf: {e}")))?;
+        }
         if run.ais.is_some() {
             run.ais = Some(serde_json::from_value(field("ais")?).map_err(|e| invalid(format!("ais: {e}")))?);
         }
