@@ -2,7 +2,7 @@
 
 use crate::error::{TargetError, check_finite, check_len, check_positive};
 use crate::target::{LN_2PI, Moments, Target};
-use fab_core::{BatchMut, BatchRef, ExactSampler, LogDensity, Proposal};
+use fab_core::{BatchMut, ExactSampler, LogDensity, Proposal};
 use rand::RngCore;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -100,21 +100,6 @@ impl LogDensity for DiagGaussian {
     fn log_prob_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         debug_assert_eq!(x.len(), self.means.len());
         self.log_q_and_grad(x, grad)
-    }
-
-    fn log_prob_batch(&self, xs: BatchRef<'_>, log_p: &mut [f64]) {
-        assert_eq!(xs.n_rows(), log_p.len(), "log_prob_batch: one output per row");
-        for (x, lp) in xs.rows().zip(log_p.iter_mut()) {
-            *lp = self.log_q(x);
-        }
-    }
-
-    fn log_prob_and_grad_batch(&self, xs: BatchRef<'_>, log_p: &mut [f64], mut grad: BatchMut<'_>) {
-        assert_eq!(xs.n_rows(), log_p.len(), "log_prob_and_grad_batch: one output per row");
-        assert_eq!(xs.n_rows(), grad.n_rows(), "log_prob_and_grad_batch: one gradient row per row");
-        for ((x, lp), g) in xs.rows().zip(log_p.iter_mut()).zip(grad.rows_mut()) {
-            *lp = self.log_q_and_grad(x, g);
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::error::TargetError;
 use crate::quadrature::simpson;
 use crate::target::{LN_2PI, Moments, Target};
-use fab_core::{Batch, BatchMut, BatchRef, ExactSampler, LogDensity, stream_rng};
+use fab_core::{Batch, BatchMut, ExactSampler, LogDensity, stream_rng};
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, StandardNormal};
 
@@ -209,21 +209,6 @@ impl LogDensity for ManyWell {
     fn log_prob_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         debug_assert_eq!(x.len(), self.dim);
         self.log_p_and_grad(x, grad)
-    }
-
-    fn log_prob_batch(&self, xs: BatchRef<'_>, log_p: &mut [f64]) {
-        assert_eq!(xs.n_rows(), log_p.len(), "log_prob_batch: one output per row");
-        for (x, lp) in xs.rows().zip(log_p.iter_mut()) {
-            *lp = self.log_p(x);
-        }
-    }
-
-    fn log_prob_and_grad_batch(&self, xs: BatchRef<'_>, log_p: &mut [f64], mut grad: BatchMut<'_>) {
-        assert_eq!(xs.n_rows(), log_p.len(), "log_prob_and_grad_batch: one output per row");
-        assert_eq!(xs.n_rows(), grad.n_rows(), "log_prob_and_grad_batch: one gradient row per row");
-        for ((x, lp), g) in xs.rows().zip(log_p.iter_mut()).zip(grad.rows_mut()) {
-            *lp = self.log_p_and_grad(x, g);
-        }
     }
 }
 
