@@ -7,7 +7,7 @@
 
 use crate::error::FlowError;
 use crate::layers::{Layer, LayerTape};
-use crate::scratch::{give, take_zeroed};
+use crate::scratch::{assign_copy, copy_of, give, take_for_overwrite, take_zeroed};
 use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec};
 use fab_core::{Batch, BatchMut, BatchRef, LogDensity, Proposal, ShapeError, stream_rng, sub_seed};
 use rand::RngCore;
@@ -217,18 +217,19 @@ impl Flow {
 
     // ---------------------------------------------------------------- serial passes on one chunk
 
-    /// Density pass on `n` rows: returns `(z, log q)`; records into `tape` if given.
-    fn density_pass(&self, x: &[f64], n: usize, mut tape: Option<&mut FlowTape>) -> (Vec<f64>, Vec<f64>) {
+    /// Density pass on `n` rows: returns `log q`; records into `tape` (with `z` as its base) if given.
+    fn density_pass(&self, x: &[f64], n: usize, mut tape: Option<&mut FlowTape>) -> Vec<f64> {
         let dim = self.dim();
         if let Some(t) = tape.as_deref_mut() {
             t.n = n;
             t.direction = Some(Direction::Density);
             t.layers.resize_with(self.layers.len(), LayerTape::default);
         }
-        let mut cur = x.to_vec();
+        let mut cur = copy_of(x);
         let mut log_q = vec![0.0; n];
         for i in (0..self.layers.len()).rev() {
-            let mut next = vec![0.0; n * dim];
+            // Every layer writes its whole output.
+            let mut next = take_for_overwrite(n * dim);
             let lt = tape.as_deref_mut().map(|t| &mut t.layers[i]);
             self.layers[i].apply(
                 &self.params[self.ranges[i].clone()],
@@ -239,15 +240,16 @@ impl Flow {
                 &mut log_q,
                 lt,
             );
-            cur = next;
+            give(std::mem::replace(&mut cur, next));
         }
         for (lq, z) in log_q.iter_mut().zip(cur.chunks_exact(dim)) {
             *lq += self.base_log_prob(z);
         }
-        if let Some(t) = tape {
-            t.base = cur.clone();
+        match tape {
+            Some(t) => give(std::mem::replace(&mut t.base, cur)),
+            None => give(cur),
         }
-        (cur, log_q)
+        log_q
     }
 
     /// Sampling pass from noise `ε` on `n` rows: returns `(x, log q)`; records into `tape` if given.
@@ -257,12 +259,13 @@ impl Flow {
             t.n = n;
             t.direction = Some(Direction::Sampling);
             t.layers.resize_with(self.layers.len(), LayerTape::default);
-            t.base = eps.to_vec();
+            assign_copy(&mut t.base, eps);
         }
         let (mut cur, log_base) = self.base_from_noise(eps, n);
         let mut ld = vec![0.0; n];
         for i in 0..self.layers.len() {
-            let mut next = vec![0.0; n * dim];
+            // Every layer writes its whole output.
+            let mut next = take_for_overwrite(n * dim);
             let lt = tape.as_deref_mut().map(|t| &mut t.layers[i]);
             self.layers[i].apply(
                 &self.params[self.ranges[i].clone()],
@@ -273,7 +276,7 @@ impl Flow {
                 &mut ld,
                 lt,
             );
-            cur = next;
+            give(std::mem::replace(&mut cur, next));
         }
         let log_q = log_base.iter().zip(&ld).map(|(b, l)| b - l).collect();
         (cur, log_q)
@@ -283,7 +286,7 @@ impl Flow {
     /// and accumulates ∂L/∂θ into `grad_params` when given (the input-only path skips every weight-gradient GEMM).
     fn density_backward(&self, tape: &FlowTape, coeffs: &[f64], mut grad_params: Option<&mut [f64]>) -> Vec<f64> {
         let (n, dim) = (tape.n, self.dim());
-        let mut g = vec![0.0; n * dim];
+        let mut g = take_zeroed(n * dim);
         // ∂ log N(z)/∂z and the base parameters.
         match self.base_params() {
             None => {
@@ -312,7 +315,8 @@ impl Flow {
         }
         // Layers in sampling order = reverse of the density pass.
         for i in 0..self.layers.len() {
-            let mut g_in = take_zeroed(n * dim);
+            // Every layer's backward writes the whole input gradient.
+            let mut g_in = take_for_overwrite(n * dim);
             let r = self.ranges[i].clone();
             let gp = grad_params.as_deref_mut().map(|gp| &mut gp[r.clone()]);
             self.layers[i].backward(&self.params[r], Direction::Density, n, &tape.layers[i], &g, coeffs, &mut g_in, gp);
@@ -328,7 +332,7 @@ impl Flow {
         // log q = log N − Σ ld_sampling, so every layer's log-det gets −∂L/∂log q.
         let g_ld: Vec<f64> = grad_log_q.iter().map(|v| -v).collect();
         for i in (0..self.layers.len()).rev() {
-            let mut g_in = take_zeroed(n * dim);
+            let mut g_in = take_for_overwrite(n * dim);
             let r = self.ranges[i].clone();
             self.layers[i].backward(
                 &self.params[r.clone()],
@@ -359,7 +363,7 @@ impl Flow {
     /// `log q` of every row of `xs`, recording the pass into `tape` for [`Flow::backward_log_q`].
     pub fn log_q_recorded(&self, xs: BatchRef<'_>, tape: &mut FlowTape) -> Vec<f64> {
         assert_eq!(xs.dim(), self.dim(), "log_q_recorded: batch dimension differs from the flow's");
-        self.density_pass(xs.as_slice(), xs.n_rows(), Some(tape)).1
+        self.density_pass(xs.as_slice(), xs.n_rows(), Some(tape))
     }
 
     /// Backward of [`Flow::log_q_recorded`] for `L = Σᵢ cᵢ·log q(xᵢ)`: writes `cᵢ·∇ₓ log q(xᵢ)` into `grad_x` if
@@ -454,7 +458,7 @@ impl Flow {
     /// `log q(x)` of every row.
     pub fn log_q(&self, xs: BatchRef<'_>) -> Vec<f64> {
         assert_eq!(xs.dim(), self.dim(), "log_q: batch dimension differs from the flow's");
-        let parts = map_chunks(xs.n_rows(), |s, e| self.density_pass(xs.slice_rows(s, e).as_slice(), e - s, None).1);
+        let parts = map_chunks(xs.n_rows(), |s, e| self.density_pass(xs.slice_rows(s, e).as_slice(), e - s, None));
         parts.concat()
     }
 
@@ -462,17 +466,31 @@ impl Flow {
     pub fn log_q_grad_x(&self, xs: BatchRef<'_>, mut grad_x: BatchMut<'_>) -> Vec<f64> {
         assert_eq!(xs.dim(), self.dim(), "log_q_grad_x: batch dimension differs from the flow's");
         assert_eq!(grad_x.n_rows(), xs.n_rows(), "log_q_grad_x: gradient batch has the wrong number of rows");
-        let parts = map_chunks(xs.n_rows(), |s, e| {
-            let n = e - s;
+        let (n, dim) = (xs.n_rows(), self.dim());
+        let mut log_q = vec![0.0; n];
+        // Each chunk writes its rows of the outputs directly (no per-chunk result vectors to concatenate).
+        let chunk = |(c, (gx, lq)): (usize, (&mut [f64], &mut [f64]))| {
+            let (s, e) = (c * CHUNK_ROWS, c * CHUNK_ROWS + lq.len());
             let mut tape = FlowTape::new();
-            let (_, lq) = self.density_pass(xs.slice_rows(s, e).as_slice(), n, Some(&mut tape));
-            let g = self.density_backward(&tape, &vec![1.0; n], None);
+            lq.copy_from_slice(&self.density_pass(xs.slice_rows(s, e).as_slice(), e - s, Some(&mut tape)));
+            let g = self.density_backward(&tape, &vec![1.0; e - s], None);
+            gx.copy_from_slice(&g);
+            give(g);
             tape.recycle();
-            (g, lq)
-        });
-        let (g, lq) = concat(parts);
-        grad_x.as_mut_slice().copy_from_slice(&g);
-        lq
+        };
+        if n <= CHUNK_ROWS {
+            if n > 0 {
+                chunk((0, (grad_x.as_mut_slice(), &mut log_q)));
+            }
+        } else {
+            grad_x
+                .as_mut_slice()
+                .par_chunks_mut(CHUNK_ROWS * dim)
+                .zip(log_q.par_chunks_mut(CHUNK_ROWS))
+                .enumerate()
+                .for_each(chunk);
+        }
+        log_q
     }
 
     /// Returns `log q(xᵢ)` for every row and ACCUMULATES `Σᵢ cᵢ·∇θ log q(xᵢ)` into `grad_params`.
@@ -535,16 +553,16 @@ impl Flow {
         let mut log_q = vec![f64::NAN; n];
         if rows.len() < n {
             let rest: Vec<usize> = (0..n).filter(|i| rows.binary_search(i).is_err()).collect();
-            let lq = self.density_pass(&gather_rows(x, dim, &rest), rest.len(), None).1;
+            let lq = self.density_pass(&gather_rows(x, dim, &rest), rest.len(), None);
             rest.iter().zip(lq).for_each(|(&i, v)| log_q[i] = v);
         }
         let mut tape = FlowTape::new();
-        let mut lq = self.density_pass(&gather_rows(x, dim, &rows), rows.len(), Some(&mut tape)).1;
+        let mut lq = self.density_pass(&gather_rows(x, dim, &rows), rows.len(), Some(&mut tape));
         rows.iter().zip(&lq).for_each(|(&i, &v)| log_q[i] = v);
         if lq.iter().any(|v| !v.is_finite()) {
             // Rare path: drop non-finite rows and record again, so no NaN/inf activation meets a zero coefficient.
             rows = rows.into_iter().zip(&lq).filter(|(_, v)| v.is_finite()).map(|(i, _)| i).collect();
-            lq = self.density_pass(&gather_rows(x, dim, &rows), rows.len(), Some(&mut tape)).1;
+            lq = self.density_pass(&gather_rows(x, dim, &rows), rows.len(), Some(&mut tape));
             debug_assert!(lq.iter().all(|v| v.is_finite()));
         }
         if !rows.is_empty() {
@@ -643,11 +661,11 @@ impl LogDensity for Flow {
         self.spec.dim
     }
     fn log_prob(&self, x: &[f64]) -> f64 {
-        self.density_pass(x, 1, None).1[0]
+        self.density_pass(x, 1, None)[0]
     }
     fn log_prob_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         let mut tape = FlowTape::new();
-        let lq = self.density_pass(x, 1, Some(&mut tape)).1[0];
+        let lq = self.density_pass(x, 1, Some(&mut tape))[0];
         grad.copy_from_slice(&self.density_backward(&tape, &[1.0], None));
         lq
     }

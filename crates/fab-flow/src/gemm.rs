@@ -78,17 +78,49 @@ fn clear_upper_vector_state() {
 /// The same product by plain loops, in the form that avoids a loop-carried dependency through memory:
 /// narrow outputs (`n ≤ TINY`) as dot products with four independent partial sums, wider outputs as row updates
 /// `C[i,:] += A[i,p]·B[p,:]` whose inner loop runs along a row.
+///
+/// The storage orders are turned into compile-time constants (one monomorphised copy per layout), so the index
+/// arithmetic folds away and the inner loops vectorise; every output element is still computed by exactly the
+/// same sequence of operations in every copy.
 #[allow(clippy::too_many_arguments)]
 fn gemm_loops(c: &mut [f64], m: usize, n: usize, k: usize, a: &[f64], op_a: Op, b: &[f64], op_b: Op, accumulate: bool) {
-    let a_at = |i: usize, p: usize| match op_a {
-        Op::N => a[i * k + p],
-        Op::T => a[p * m + i],
-    };
+    // With one row or one column, a matrix and its transpose have the same row-major storage.
+    let op_a = if m == 1 || k == 1 { Op::N } else { op_a };
+    let op_b = if k == 1 || n == 1 { Op::N } else { op_b };
+    match (op_a, op_b) {
+        (Op::N, Op::N) => gemm_loops_in::<false, false>(c, m, n, k, a, b, accumulate),
+        (Op::N, Op::T) => gemm_loops_in::<false, true>(c, m, n, k, a, b, accumulate),
+        (Op::T, Op::N) => gemm_loops_in::<true, false>(c, m, n, k, a, b, accumulate),
+        (Op::T, Op::T) => gemm_loops_in::<true, true>(c, m, n, k, a, b, accumulate),
+    }
+}
+
+/// [`gemm_loops`] for one storage order: `A_T`/`B_T` say whether `a`/`b` hold the transpose.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gemm_loops_in<const A_T: bool, const B_T: bool>(
+    c: &mut [f64],
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f64],
+    b: &[f64],
+    accumulate: bool,
+) {
+    let a_at = |i: usize, p: usize| if A_T { a[p * m + i] } else { a[i * k + p] };
     if n <= TINY {
-        let b_at = |p: usize, j: usize| match op_b {
-            Op::N => b[p * n + j],
-            Op::T => b[j * k + p],
-        };
+        if !A_T && B_T {
+            // Both operands contiguous along p: a plain dot product of two rows.
+            for (i, a_row) in a.chunks_exact(k).enumerate() {
+                for (j, b_row) in b.chunks_exact(k).enumerate() {
+                    let dot = dot4(a_row, b_row);
+                    let cij = &mut c[i * n + j];
+                    *cij = if accumulate { *cij + dot } else { dot };
+                }
+            }
+            return;
+        }
+        let b_at = |p: usize, j: usize| if B_T { b[j * k + p] } else { b[p * n + j] };
         let k4 = k - k % 4;
         for i in 0..m {
             for j in 0..n {
@@ -110,22 +142,41 @@ fn gemm_loops(c: &mut [f64], m: usize, n: usize, k: usize, a: &[f64], op_a: Op, 
         return;
     }
     // Row updates want B as k × n rows; a transposed B is small here (k or n is tiny), so copy it once.
-    let b_rows: std::borrow::Cow<'_, [f64]> = match op_b {
-        Op::N => std::borrow::Cow::Borrowed(b),
-        Op::T => std::borrow::Cow::Owned((0..k * n).map(|idx| b[(idx % n) * k + idx / n]).collect()),
+    let b_rows: std::borrow::Cow<'_, [f64]> = if B_T {
+        std::borrow::Cow::Owned((0..k * n).map(|idx| b[(idx % n) * k + idx / n]).collect())
+    } else {
+        std::borrow::Cow::Borrowed(b)
     };
-    for i in 0..m {
-        let row = &mut c[i * n..(i + 1) * n];
+    for (i, row) in c.chunks_exact_mut(n).enumerate() {
         if !accumulate {
             row.fill(0.0);
         }
-        for p in 0..k {
+        for (p, b_row) in b_rows.chunks_exact(n).enumerate() {
             let aip = a_at(i, p);
-            for (cj, bj) in row.iter_mut().zip(&b_rows[p * n..(p + 1) * n]) {
+            for (cj, bj) in row.iter_mut().zip(b_row) {
                 *cj += aip * bj;
             }
         }
     }
+}
+
+/// `Σ_p x_p·y_p` with four interleaved partial sums `s_u = Σ x_{4q+u}·y_{4q+u}`, combined as
+/// `(s₀ + s₁) + (s₂ + s₃) + tail` (the order every dot product of this module uses).
+#[inline(always)]
+pub(crate) fn dot4(x: &[f64], y: &[f64]) -> f64 {
+    let mut s = [0.0f64; 4];
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (xq, yq) in xc.zip(yc) {
+        for u in 0..4 {
+            s[u] += xq[u] * yq[u];
+        }
+    }
+    let mut tail = 0.0;
+    for (xv, yv) in xr.iter().zip(yr) {
+        tail += xv * yv;
+    }
+    (s[0] + s[1]) + (s[2] + s[3]) + tail
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! ∂L/∂(input) and, if asked, ACCUMULATES ∂L/∂θ into the layer's slice of the flat gradient.
 
 use crate::gemm::{Op, gemm};
-use crate::scratch::{give, take_zeroed};
+use crate::scratch::{assign_copy, give, take_for_overwrite};
 use crate::spec::{Activation, CouplingSpec, Direction, HeadLayout, LayerSpec, ScaleMap};
 use rand::RngCore;
 use rand_distr::{Distribution, StandardNormal, Uniform};
@@ -97,9 +97,13 @@ impl LogScale {
                 (s, e, 1.0)
             }
             // σ = 2·sigmoid(s); ln σ = ln 2 − softplus(−s); dℓ/ds = sigmoid(−s) = 1 − σ/2.
+            // sigmoid and softplus share e^{−|s|}: this is `sigmoid(s)` and `softplus(−s)` term for term, with
+            // one `exp` instead of two.
             ScaleMap::TwoSigmoid => {
-                let g = sigmoid(s);
-                (std::f64::consts::LN_2 - softplus(-s), 2.0 * g, 1.0 - g)
+                let e = (-s.abs()).exp();
+                let g = if s >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+                let softplus_neg_s = (-s).max(0.0) + e.ln_1p();
+                (std::f64::consts::LN_2 - softplus_neg_s, 2.0 * g, 1.0 - g)
             }
             ScaleMap::BoundedSigmoid { low, high } => {
                 let g = sigmoid(s + self.offset);
@@ -115,6 +119,22 @@ fn head_positions(layout: HeadLayout, j: usize, k: usize) -> (usize, usize) {
     match layout {
         HeadLayout::ScaleThenShift => (j, k + j),
         HeadLayout::InterleavedShiftScale => (2 * j + 1, 2 * j),
+    }
+}
+
+/// `a[i, :] += b` for every row.
+fn add_bias(a: &mut [f64], b: &[f64]) {
+    for row in a.chunks_exact_mut(b.len()) {
+        row.iter_mut().zip(b).for_each(|(v, bj)| *v += bj);
+    }
+}
+
+/// `a[i, j] = act(a[i, j] + b[j])`. The activations are written as selects (not branches) so the loop
+/// vectorises: the sign of a hidden unit is unpredictable.
+#[inline(always)]
+fn add_bias_then(a: &mut [f64], b: &[f64], act: impl Fn(f64) -> f64) {
+    for row in a.chunks_exact_mut(b.len()) {
+        row.iter_mut().zip(b).for_each(|(v, bj)| *v = act(*v + bj));
     }
 }
 
@@ -135,14 +155,6 @@ impl Mlp {
         self.sizes.windows(2).take(l).map(|w| w[0] * w[1] + w[1]).sum()
     }
 
-    fn activate(&self, a: &mut [f64]) {
-        match self.activation {
-            Activation::Relu => a.iter_mut().for_each(|v| *v = v.max(0.0)),
-            // Written as a select (not a branch) so it vectorises: the sign of a hidden unit is unpredictable.
-            Activation::LeakyRelu { slope } => a.iter_mut().for_each(|v| *v *= if *v > 0.0 { 1.0 } else { slope }),
-        }
-    }
-
     /// Multiplies `g` by the activation's derivative, read off the post-activation values `h`
     /// (the slope is positive, so `h > 0 ⇔ a > 0`; at `a = 0` the derivative is the negative-side one, as in torch).
     fn activation_backward(&self, h: &[f64], g: &mut [f64]) {
@@ -158,7 +170,7 @@ impl Mlp {
     /// Forward pass on `n` rows. With `hidden`, saves the input of every linear layer (`hidden[0]` = MLP input).
     fn forward(&self, p: &[f64], n: usize, input: Vec<f64>, mut hidden: Option<&mut Vec<Vec<f64>>>) -> Vec<f64> {
         if let Some(h) = hidden.as_deref_mut() {
-            h.clear();
+            h.drain(..).for_each(give);
         }
         let mut cur = input;
         let n_lin = self.n_linear();
@@ -166,13 +178,15 @@ impl Mlp {
             let (inn, out) = (self.sizes[l], self.sizes[l + 1]);
             let off = self.offset(l);
             let (w, b) = (&p[off..off + out * inn], &p[off + out * inn..off + out * inn + out]);
-            let mut next = take_zeroed(n * out);
+            let mut next = take_for_overwrite(n * out);
             gemm(&mut next, n, out, inn, &cur, Op::N, w, Op::T, false);
-            for row in next.chunks_exact_mut(out) {
-                row.iter_mut().zip(b).for_each(|(v, bj)| *v += bj);
-            }
-            if l + 1 < n_lin {
-                self.activate(&mut next);
+            // Bias and activation in one sweep over the output (same operations, one pass over memory).
+            match (l + 1 < n_lin, self.activation) {
+                (false, _) => add_bias(&mut next, b),
+                (true, Activation::Relu) => add_bias_then(&mut next, b, |v| v.max(0.0)),
+                (true, Activation::LeakyRelu { slope }) => {
+                    add_bias_then(&mut next, b, |v| v * if v > 0.0 { 1.0 } else { slope })
+                }
             }
             match hidden.as_deref_mut() {
                 Some(h) => h.push(std::mem::replace(&mut cur, next)),
@@ -205,7 +219,7 @@ impl Mlp {
                 }
             }
             let w = &p[off..off + out * inn];
-            let mut g_prev = take_zeroed(n * inn);
+            let mut g_prev = take_for_overwrite(n * inn);
             gemm(&mut g_prev, n, inn, out, &g, Op::N, w, Op::N, false);
             if l > 0 {
                 self.activation_backward(h, &mut g_prev);
@@ -261,7 +275,7 @@ impl Coupling {
 
     fn gather_cond(&self, n: usize, input: &[f64]) -> Vec<f64> {
         let d = self.cond.len();
-        let mut hc = vec![0.0; n * d];
+        let mut hc = take_for_overwrite(n * d);
         for (row_in, row_c) in input.chunks_exact(self.dim).zip(hc.chunks_exact_mut(d)) {
             for (c, &j) in row_c.iter_mut().zip(&self.cond) {
                 *c = row_in[j];
@@ -287,8 +301,9 @@ impl Coupling {
         let mut tape = tape;
         let head = self.mlp.forward(p, n, hc, tape.as_deref_mut().map(|t| &mut t.hidden));
         output.copy_from_slice(input);
+        // Every element of these is written below.
         let (mut ls_buf, mut dls_buf, mut sc_buf) = match tape.is_some() {
-            true => (take_zeroed(n * k), take_zeroed(n * k), take_zeroed(n * k)),
+            true => (take_for_overwrite(n * k), take_for_overwrite(n * k), take_for_overwrite(n * k)),
             false => (Vec::new(), Vec::new(), Vec::new()),
         };
         for i in 0..n {
@@ -318,11 +333,11 @@ impl Coupling {
             log_det[i] += ld;
         }
         if let Some(t) = tape {
-            t.input = input.to_vec();
-            t.output = output.to_vec();
-            t.log_scale = ls_buf;
-            t.dlog_scale = dls_buf;
-            t.scale = sc_buf;
+            assign_copy(&mut t.input, input);
+            assign_copy(&mut t.output, output);
+            give(std::mem::replace(&mut t.log_scale, ls_buf));
+            give(std::mem::replace(&mut t.dlog_scale, dls_buf));
+            give(std::mem::replace(&mut t.scale, sc_buf));
         }
         give(head);
     }
@@ -342,7 +357,8 @@ impl Coupling {
         let (d, k, dim) = (self.cond.len(), self.transformed.len(), self.dim);
         let kind = affine_kind(dir, self.affine_direction);
         g_in.copy_from_slice(g_out);
-        let mut g_head = vec![0.0; n * 2 * k];
+        // Every element is written below (the scale and shift positions of a head row are a partition of it).
+        let mut g_head = take_for_overwrite(n * 2 * k);
         for i in 0..n {
             for (j, &col) in self.transformed.iter().enumerate() {
                 let (sigma, dl) = (tape.scale[i * k + j], tape.dlog_scale[i * k + j]);
@@ -413,8 +429,8 @@ impl ActNorm {
             log_det[i] += if kind == AffineKind::ScaleShift { sum_log_sigma } else { -sum_log_sigma };
         }
         if let Some(t) = tape {
-            t.input = input.to_vec();
-            t.output = output.to_vec();
+            assign_copy(&mut t.input, input);
+            assign_copy(&mut t.output, output);
         }
     }
 
@@ -597,7 +613,7 @@ impl LuLinear {
         gemm(output, n, d, d, input, Op::N, &m, Op::N, false);
         log_det.iter_mut().for_each(|v| *v += ld);
         if let Some(t) = tape {
-            t.input = input.to_vec();
+            assign_copy(&mut t.input, input);
         }
     }
 
@@ -753,8 +769,8 @@ impl GlobalScale {
         let ld = if dir == Direction::Sampling { ld } else { -ld };
         log_det[..n].iter_mut().for_each(|v| *v += ld);
         if let Some(t) = tape {
-            t.input = input.to_vec();
-            t.output = output.to_vec();
+            assign_copy(&mut t.input, input);
+            assign_copy(&mut t.output, output);
         }
     }
 

@@ -1,50 +1,101 @@
-//! A small per-thread pool of `f64` buffers, so the hot loops do not mmap/munmap (and page-fault) large activation
-//! buffers on every layer of every call.
+//! A small per-thread pool of `f64` buffers, so the hot loops do not allocate (and, for large buffers,
+//! mmap/munmap and page-fault) activation buffers on every layer of every call.
 //!
-//! Buffers handed out are always zero-filled, so results never depend on what a buffer held before.
+//! Buffers are kept in power-of-two capacity classes, so taking and giving back are O(1). [`take_zeroed`] hands
+//! out zero-filled buffers; [`take_for_overwrite`] hands out buffers with unspecified (stale but initialised)
+//! contents, for outputs that are written in full before they are read, so results never depend on what a
+//! buffer held before.
 
 use std::cell::RefCell;
 
 /// Buffers smaller than this are cheap to allocate and are not pooled.
-const MIN_POOLED: usize = 4096;
-/// At most this many buffers are kept per thread.
-const MAX_POOLED: usize = 96;
+const MIN_POOLED: usize = 16;
+/// At most this many buffers are kept per capacity class and thread...
+const MAX_PER_CLASS: usize = 64;
+/// ...and at most this many elements (64 MB) per class and thread.
+const MAX_ELEMENTS_PER_CLASS: usize = 1 << 23;
+/// Number of capacity classes (`2^0 … 2^(CLASSES−1)` elements).
+const CLASSES: usize = 40;
 
 thread_local! {
-    static POOL: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<Vec<Vec<f64>>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A zero-filled buffer of length `len`, reusing a pooled allocation when one is large enough.
-pub(crate) fn take_zeroed(len: usize) -> Vec<f64> {
+/// The class whose buffers all hold at least `len` elements: `⌈log₂ len⌉`.
+fn class_for_request(len: usize) -> usize {
+    len.next_power_of_two().trailing_zeros() as usize
+}
+
+/// The class a buffer of capacity `cap` can serve: `⌊log₂ cap⌋`.
+fn class_of_capacity(cap: usize) -> usize {
+    (usize::BITS - 1 - cap.leading_zeros()) as usize
+}
+
+/// A buffer of length `len` whose contents are unspecified; the caller must write every element before reading.
+pub(crate) fn take_for_overwrite(len: usize) -> Vec<f64> {
     if len < MIN_POOLED {
         return vec![0.0; len];
     }
-    let reused = POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        // Smallest buffer that fits, to keep big buffers for big requests.
-        let best =
-            p.iter().enumerate().filter(|(_, b)| b.capacity() >= len).min_by_key(|(_, b)| b.capacity()).map(|(i, _)| i);
-        best.map(|i| p.swap_remove(i))
-    });
+    let class = class_for_request(len);
+    let reused = POOL.with(|p| p.borrow_mut().get_mut(class).and_then(Vec::pop));
     match reused {
         Some(mut b) => {
-            b.clear();
+            if b.len() >= len {
+                b.truncate(len);
+            } else {
+                b.resize(len, 0.0);
+            }
+            b
+        }
+        None => {
+            let mut b = Vec::with_capacity(1 << class);
             b.resize(len, 0.0);
             b
         }
-        None => vec![0.0; len],
+    }
+}
+
+/// A zero-filled buffer of length `len`, reusing a pooled allocation when one is available.
+pub(crate) fn take_zeroed(len: usize) -> Vec<f64> {
+    let mut b = take_for_overwrite(len);
+    b.fill(0.0);
+    b
+}
+
+/// A pooled copy of `src`.
+pub(crate) fn copy_of(src: &[f64]) -> Vec<f64> {
+    let mut b = take_for_overwrite(src.len());
+    b.copy_from_slice(src);
+    b
+}
+
+/// Makes `dst` a copy of `src`, reusing `dst`'s allocation when it is large enough (tapes recorded again).
+pub(crate) fn assign_copy(dst: &mut Vec<f64>, src: &[f64]) {
+    if dst.capacity() < src.len() {
+        give(std::mem::replace(dst, copy_of(src)));
+    } else {
+        dst.clear();
+        dst.extend_from_slice(src);
     }
 }
 
 /// Returns a buffer to this thread's pool.
 pub(crate) fn give(buf: Vec<f64>) {
-    if buf.capacity() < MIN_POOLED {
+    let cap = buf.capacity();
+    if cap < MIN_POOLED {
+        return;
+    }
+    let class = class_of_capacity(cap);
+    if class >= CLASSES {
         return;
     }
     POOL.with(|p| {
         let mut p = p.borrow_mut();
-        if p.len() < MAX_POOLED {
-            p.push(buf);
+        if p.is_empty() {
+            p.resize_with(CLASSES, Vec::new);
+        }
+        if p[class].len() < MAX_PER_CLASS.min((MAX_ELEMENTS_PER_CLASS >> class).max(1)) {
+            p[class].push(buf);
         }
     });
 }
