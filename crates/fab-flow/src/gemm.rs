@@ -44,7 +44,10 @@ pub(crate) fn gemm(
         return;
     }
     if k <= TINY || n <= TINY || m <= TINY {
-        gemm_loops(c, m, n, k, a, op_a, b, op_b, accumulate);
+        with_best_simd(
+            #[inline(always)]
+            move || gemm_loops(c, m, n, k, a, op_a, b, op_b, accumulate),
+        );
         return;
     }
     let a_view = match op_a {
@@ -75,6 +78,15 @@ fn clear_upper_vector_state() {
     }
 }
 
+/// Runs `f` compiled for the best vector instruction set this CPU has (AVX2 when available, else the
+/// baseline), chosen at run time through pulp (faer's SIMD layer), so plain loops vectorise 4 wide without
+/// `-C target-cpu`. Only the vector width changes: LLVM never contracts `a·b + c` into an FMA on its own
+/// (Rust does not allow it), so every element is computed by the same operations and results are bit-identical.
+#[inline(always)]
+pub(crate) fn with_best_simd<R>(f: impl FnOnce() -> R) -> R {
+    faer::traits::pulp::Arch::new().dispatch(f)
+}
+
 /// The same product by plain loops, in the form that avoids a loop-carried dependency through memory:
 /// narrow outputs (`n ≤ TINY`) as dot products with four independent partial sums, wider outputs as row updates
 /// `C[i,:] += A[i,p]·B[p,:]` whose inner loop runs along a row.
@@ -82,11 +94,19 @@ fn clear_upper_vector_state() {
 /// The storage orders are turned into compile-time constants (one monomorphised copy per layout), so the index
 /// arithmetic folds away and the inner loops vectorise; every output element is still computed by exactly the
 /// same sequence of operations in every copy.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn gemm_loops(c: &mut [f64], m: usize, n: usize, k: usize, a: &[f64], op_a: Op, b: &[f64], op_b: Op, accumulate: bool) {
     // With one row or one column, a matrix and its transpose have the same row-major storage.
     let op_a = if m == 1 || k == 1 { Op::N } else { op_a };
-    let op_b = if k == 1 || n == 1 { Op::N } else { op_b };
+    // A one-column B is best read as a row (the contiguous dot-product path), a one-row B as rows (row updates).
+    let op_b = if n == 1 {
+        Op::T
+    } else if k == 1 {
+        Op::N
+    } else {
+        op_b
+    };
     match (op_a, op_b) {
         (Op::N, Op::N) => gemm_loops_in::<false, false>(c, m, n, k, a, b, accumulate),
         (Op::N, Op::T) => gemm_loops_in::<false, true>(c, m, n, k, a, b, accumulate),
@@ -148,15 +168,32 @@ fn gemm_loops_in<const A_T: bool, const B_T: bool>(
         std::borrow::Cow::Borrowed(b)
     };
     for (i, row) in c.chunks_exact_mut(n).enumerate() {
-        if !accumulate {
-            row.fill(0.0);
-        }
         for (p, b_row) in b_rows.chunks_exact(n).enumerate() {
             let aip = a_at(i, p);
-            for (cj, bj) in row.iter_mut().zip(b_row) {
-                *cj += aip * bj;
+            if p == 0 && !accumulate {
+                // `0 + a·b`, exactly what zero-filling the row and then accumulating gives (also for −0),
+                // without a separate pass over the row.
+                zip_map4(row, b_row, move |_, bj| 0.0 + aip * bj);
+            } else {
+                zip_map4(row, b_row, move |cj, bj| cj + aip * bj);
             }
         }
+    }
+}
+
+/// `dst[j] = f(dst[j], src[j])`, written as blocks of four lanes plus a tail so that it becomes one 4-wide vector
+/// operation per block (rows here are short, e.g. 40, where an autovectorised loop would leave a long scalar
+/// remainder).
+#[inline(always)]
+pub(crate) fn zip_map4(dst: &mut [f64], src: &[f64], f: impl Fn(f64, f64) -> f64) {
+    let len = dst.len().min(src.len());
+    let (dq, dr) = dst[..len].as_chunks_mut::<4>();
+    let (sq, sr) = src[..len].as_chunks::<4>();
+    for (d, s) in dq.iter_mut().zip(sq) {
+        *d = [f(d[0], s[0]), f(d[1], s[1]), f(d[2], s[2]), f(d[3], s[3])];
+    }
+    for (d, s) in dr.iter_mut().zip(sr) {
+        *d = f(*d, *s);
     }
 }
 
@@ -165,12 +202,11 @@ fn gemm_loops_in<const A_T: bool, const B_T: bool>(
 #[inline(always)]
 pub(crate) fn dot4(x: &[f64], y: &[f64]) -> f64 {
     let mut s = [0.0f64; 4];
-    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
-    let (xr, yr) = (xc.remainder(), yc.remainder());
-    for (xq, yq) in xc.zip(yc) {
-        for u in 0..4 {
-            s[u] += xq[u] * yq[u];
-        }
+    let len = x.len().min(y.len());
+    let (xc, xr) = x[..len].as_chunks::<4>();
+    let (yc, yr) = y[..len].as_chunks::<4>();
+    for (xq, yq) in xc.iter().zip(yc) {
+        s = [s[0] + xq[0] * yq[0], s[1] + xq[1] * yq[1], s[2] + xq[2] * yq[2], s[3] + xq[3] * yq[3]];
     }
     let mut tail = 0.0;
     for (xv, yv) in xr.iter().zip(yr) {
@@ -197,6 +233,28 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn vector_helpers_keep_the_scalar_operation_order_bit_for_bit() {
+        for len in [0usize, 1, 3, 4, 7, 40, 41] {
+            let x: Vec<f64> = (0..len).map(|i| ((i as f64) * 0.37 + 0.1).sin() * 1e3).collect();
+            let y: Vec<f64> = (0..len).map(|i| ((i as f64) * 1.91 - 0.2).cos() / 7.0).collect();
+            // The documented order: four interleaved partial sums, then (s0 + s1) + (s2 + s3) + tail.
+            let mut s = [0.0f64; 4];
+            let k4 = len - len % 4;
+            for p in 0..k4 {
+                s[p % 4] += x[p] * y[p];
+            }
+            let tail = (k4..len).fold(0.0, |t, p| t + x[p] * y[p]);
+            let want = (s[0] + s[1]) + (s[2] + s[3]) + tail;
+            assert_eq!(dot4(&x, &y).to_bits(), want.to_bits(), "dot4 over {len}");
+            let mut d = x.clone();
+            zip_map4(&mut d, &y, |a, b| a * 3.0 - b);
+            for i in 0..len {
+                assert_eq!(d[i].to_bits(), (x[i] * 3.0 - y[i]).to_bits());
+            }
+        }
     }
 
     #[test]

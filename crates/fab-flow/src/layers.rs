@@ -5,7 +5,7 @@
 //! the map it applied to `log_det`. `backward` receives ∂L/∂(output) and ∂L/∂(log_det) per row, writes
 //! ∂L/∂(input) and, if asked, ACCUMULATES ∂L/∂θ into the layer's slice of the flat gradient.
 
-use crate::gemm::{Op, gemm};
+use crate::gemm::{Op, gemm, with_best_simd, zip_map4};
 use crate::scratch::{assign_copy, give, take_for_overwrite};
 use crate::spec::{Activation, CouplingSpec, Direction, HeadLayout, LayerSpec, ScaleMap};
 use rand::RngCore;
@@ -124,18 +124,21 @@ fn head_positions(layout: HeadLayout, j: usize, k: usize) -> (usize, usize) {
 
 /// `a[i, :] += b` for every row.
 fn add_bias(a: &mut [f64], b: &[f64]) {
-    for row in a.chunks_exact_mut(b.len()) {
-        row.iter_mut().zip(b).for_each(|(v, bj)| *v += bj);
-    }
+    add_bias_then(a, b, |v| v);
 }
 
 /// `a[i, j] = act(a[i, j] + b[j])`. The activations are written as selects (not branches) so the loop
 /// vectorises: the sign of a hidden unit is unpredictable.
 #[inline(always)]
 fn add_bias_then(a: &mut [f64], b: &[f64], act: impl Fn(f64) -> f64) {
-    for row in a.chunks_exact_mut(b.len()) {
-        row.iter_mut().zip(b).for_each(|(v, bj)| *v = act(*v + bj));
-    }
+    with_best_simd(
+        #[inline(always)]
+        move || {
+            for row in a.chunks_exact_mut(b.len()) {
+                zip_map4(row, b, |v, bj| act(v + bj));
+            }
+        },
+    );
 }
 
 /// A fully connected conditioner: `Linear → act → … → Linear`, torch layout (weight `out × in`, then bias).
@@ -162,9 +165,12 @@ impl Mlp {
             Activation::Relu => 0.0,
             Activation::LeakyRelu { slope } => slope,
         };
-        for (gv, &hv) in g.iter_mut().zip(h) {
-            *gv *= if hv > 0.0 { 1.0 } else { slope };
-        }
+        with_best_simd(
+            #[inline(always)]
+            move || {
+                zip_map4(g, h, move |gv, hv| gv * if hv > 0.0 { 1.0 } else { slope });
+            },
+        );
     }
 
     /// Forward pass on `n` rows. With `hidden`, saves the input of every linear layer (`hidden[0]` = MLP input).
@@ -183,9 +189,9 @@ impl Mlp {
             // Bias and activation in one sweep over the output (same operations, one pass over memory).
             match (l + 1 < n_lin, self.activation) {
                 (false, _) => add_bias(&mut next, b),
-                (true, Activation::Relu) => add_bias_then(&mut next, b, |v| v.max(0.0)),
+                (true, Activation::Relu) => add_bias_then(&mut next, b, move |v| v.max(0.0)),
                 (true, Activation::LeakyRelu { slope }) => {
-                    add_bias_then(&mut next, b, |v| v * if v > 0.0 { 1.0 } else { slope })
+                    add_bias_then(&mut next, b, move |v| v * if v > 0.0 { 1.0 } else { slope })
                 }
             }
             match hidden.as_deref_mut() {
