@@ -3,6 +3,7 @@
 //! xtask knows no fab crate: it drives `cargo` and the `fab` binary as a user would, so what it checks is what
 //! a user gets.
 
+mod bench;
 mod ci;
 mod reproduce;
 mod util;
@@ -36,6 +37,18 @@ enum Task {
         #[arg(long)]
         rerun: bool,
     },
+    /// Criterion figures (brief, not gated) and gungraun instruction counts gated against bench-baselines/.
+    Bench {
+        /// Record the gungraun baseline in bench-baselines/ instead of comparing with it.
+        #[arg(long)]
+        save_baseline: bool,
+        /// Skip the criterion (wall-clock) runs.
+        #[arg(long)]
+        skip_criterion: bool,
+        /// Install gungraun-runner with `cargo install` if it is missing.
+        #[arg(long)]
+        install_runner: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +57,9 @@ fn main() -> anyhow::Result<()> {
         Task::Ci => ci::run(),
         Task::Reproduce { quick, only, threads, rerun } => {
             reproduce::run(reproduce::Options { quick, only, threads, rerun })
+        }
+        Task::Bench { save_baseline, skip_criterion, install_runner } => {
+            bench::run(bench::Options { save_baseline, skip_criterion, install_runner })
         }
     }
 }
