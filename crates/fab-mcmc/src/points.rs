@@ -52,19 +52,25 @@ impl Points {
 
     /// Copies the chunk's cached state (no evaluation); rows whose `log π` is not finite start dead.
     pub fn from_chunk(target: &LinearLogDensity<'_>, chunk: &ChunkMut<'_>, grad_clamp: Option<f64>) -> Self {
-        let m = chunk.len();
+        let (m, dim) = (chunk.len(), target.dim());
         let with_grad = chunk.grad_f.is_some();
-        let mut pts = Self::empty(target, m, with_grad, grad_clamp);
-        pts.x.copy_from_slice(chunk.x);
-        for (k, lf) in chunk.log_f.iter().enumerate() {
-            pts.log_f[k * m..(k + 1) * m].copy_from_slice(lf);
-        }
-        if let Some(gs) = &chunk.grad_f {
-            let md = m * pts.dim;
-            for (k, g) in gs.iter().enumerate() {
-                pts.grad_f[k * md..(k + 1) * md].copy_from_slice(g);
-            }
-        }
+        // Built by copying (not zero-filling first): the same values as `empty` + copies, without the memsets.
+        let mut pts = Self {
+            dim,
+            m,
+            x: chunk.x.to_vec(),
+            log_f: chunk.log_f.concat(),
+            grad_f: chunk.grad_f.as_ref().map(|gs| gs.concat()).unwrap_or_default(),
+            log_pi: vec![f64::NAN; m],
+            grad_pi: vec![0.0; if with_grad { m * dim } else { 0 }],
+            alive: vec![true; m],
+            with_grad,
+            grad_clamp,
+            n_evaluated: 0,
+            gather_x: Vec::new(),
+            gather_log_f: Vec::new(),
+            gather_grad: Vec::new(),
+        };
         for i in 0..m {
             pts.combine_row(target, i);
         }
@@ -89,55 +95,63 @@ impl Points {
     /// When some rows are dead the alive ones are gathered into a contiguous batch first.
     pub fn evaluate_alive(&mut self, target: &LinearLogDensity<'_>) {
         let (m, dim) = (self.m, self.dim);
+        let components = target.components();
+        if m > 0 && self.alive.iter().all(|&a| a) {
+            // Every row alive (the common case): no index list, no gathering.
+            self.evaluate_all(target);
+            return;
+        }
         let alive: Vec<usize> = (0..m).filter(|&i| self.alive[i]).collect();
         let a = alive.len();
         if a == 0 {
             return;
         }
-        let components = target.components();
-        if a == m {
-            for (k, density) in components.iter().enumerate() {
-                let xs = BatchRef::new(&self.x, dim);
-                let lf = &mut self.log_f[k * m..(k + 1) * m];
-                if self.with_grad {
-                    density.log_prob_and_grad_batch(
-                        xs,
-                        lf,
-                        BatchMut::new(&mut self.grad_f[k * m * dim..(k + 1) * m * dim], dim),
-                    );
-                } else {
-                    density.log_prob_batch(xs, lf);
-                }
+        // Some rows are dead: gather the alive ones into a contiguous batch.
+        self.gather_x.clear();
+        for &i in &alive {
+            self.gather_x.extend_from_slice(&self.x[i * dim..(i + 1) * dim]);
+        }
+        self.gather_log_f.resize(a, 0.0);
+        self.gather_grad.resize(if self.with_grad { a * dim } else { 0 }, 0.0);
+        for (k, density) in components.iter().enumerate() {
+            let xs = BatchRef::new(&self.gather_x, dim);
+            if self.with_grad {
+                density.log_prob_and_grad_batch(xs, &mut self.gather_log_f, BatchMut::new(&mut self.gather_grad, dim));
+            } else {
+                density.log_prob_batch(xs, &mut self.gather_log_f);
             }
-        } else {
-            self.gather_x.clear();
-            for &i in &alive {
-                self.gather_x.extend_from_slice(&self.x[i * dim..(i + 1) * dim]);
-            }
-            self.gather_log_f.resize(a, 0.0);
-            self.gather_grad.resize(if self.with_grad { a * dim } else { 0 }, 0.0);
-            for (k, density) in components.iter().enumerate() {
-                let xs = BatchRef::new(&self.gather_x, dim);
+            for (j, &i) in alive.iter().enumerate() {
+                self.log_f[k * m + i] = self.gather_log_f[j];
                 if self.with_grad {
-                    density.log_prob_and_grad_batch(
-                        xs,
-                        &mut self.gather_log_f,
-                        BatchMut::new(&mut self.gather_grad, dim),
-                    );
-                } else {
-                    density.log_prob_batch(xs, &mut self.gather_log_f);
-                }
-                for (j, &i) in alive.iter().enumerate() {
-                    self.log_f[k * m + i] = self.gather_log_f[j];
-                    if self.with_grad {
-                        let dst = (k * m + i) * dim;
-                        self.grad_f[dst..dst + dim].copy_from_slice(&self.gather_grad[j * dim..(j + 1) * dim]);
-                    }
+                    let dst = (k * m + i) * dim;
+                    self.grad_f[dst..dst + dim].copy_from_slice(&self.gather_grad[j * dim..(j + 1) * dim]);
                 }
             }
         }
         self.n_evaluated += a as u64;
         for i in alive {
+            self.combine_row(target, i);
+        }
+    }
+
+    /// [`Points::evaluate_alive`] when every row is alive: one batched call per component on all rows.
+    fn evaluate_all(&mut self, target: &LinearLogDensity<'_>) {
+        let (m, dim) = (self.m, self.dim);
+        for (k, density) in target.components().iter().enumerate() {
+            let xs = BatchRef::new(&self.x, dim);
+            let lf = &mut self.log_f[k * m..(k + 1) * m];
+            if self.with_grad {
+                density.log_prob_and_grad_batch(
+                    xs,
+                    lf,
+                    BatchMut::new(&mut self.grad_f[k * m * dim..(k + 1) * m * dim], dim),
+                );
+            } else {
+                density.log_prob_batch(xs, lf);
+            }
+        }
+        self.n_evaluated += m as u64;
+        for i in 0..m {
             self.combine_row(target, i);
         }
     }
