@@ -111,6 +111,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         run_checked(cmd).with_context(|| format!("experiment {}", e.name))?;
         eprintln!("{}: {:.1} s", e.name, started.elapsed().as_secs_f64());
     }
+    write_curves(&runs_dir, &results.join("curves"))?;
     let reports = collect_reports(&runs_dir)?;
     plot_figures(&fab, &root, &results, &reports)?;
     let md = results_markdown(&reports, opts.quick);
@@ -129,6 +130,38 @@ fn existing_run_dir(runs_dir: &Path, name: &str) -> Option<PathBuf> {
             .and_then(|f| f.to_str())
             .is_some_and(|f| f.strip_prefix(name).is_some_and(|rest| rest.starts_with("-seed")))
     })
+}
+
+/// For every run directory, `curves/<run>.csv`: the periodic evaluations (iteration, wall time, flow ESS, AIS ESS,
+/// mean log q at target samples, mean log q on the noisy mode test set) from its metrics.jsonl — the ESS-against-time
+/// curve, also for runs still in progress.
+pub fn write_curves(runs_dir: &Path, out_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out_dir)?;
+    for entry in std::fs::read_dir(runs_dir)? {
+        let dir = entry?.path();
+        let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else { continue };
+        let mut csv =
+            String::from("iteration,elapsed_s,flow_ess,ais_ess,mean_log_q_target,noisy_mode_set_mean_log_q\n");
+        for v in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+            if v["kind"] != "eval" && v["kind"] != "final" {
+                continue;
+            }
+            let cell = |k: &str| v[k].as_f64().map(|x| x.to_string()).unwrap_or_default();
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{}",
+                cell("iteration"),
+                cell("elapsed_s"),
+                cell("flow_ess"),
+                cell("ais_ess"),
+                cell("mean_log_q_target"),
+                cell("noisy_mode_set_mean_log_q")
+            );
+        }
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        std::fs::write(out_dir.join(format!("{name}.csv")), csv)?;
+    }
+    Ok(())
 }
 
 /// `report.json` of every run directory, by experiment name.
