@@ -404,55 +404,36 @@ impl Flow {
 
     /// Density-direction transform of every row: `(z, Σ log|det ∂f/∂x|)`, without the base term.
     pub fn to_base(&self, xs: BatchRef<'_>) -> (Batch, Vec<f64>) {
-        let dim = self.dim();
-        let parts = map_chunks(xs.n_rows(), |s, e| {
-            let n = e - s;
-            let mut cur = xs.slice_rows(s, e).as_slice().to_vec();
-            let mut ld = vec![0.0; n];
-            for i in (0..self.layers.len()).rev() {
-                let mut next = vec![0.0; n * dim];
-                self.layers[i].apply(
-                    &self.params[self.ranges[i].clone()],
-                    Direction::Density,
-                    n,
-                    &cur,
-                    &mut next,
-                    &mut ld,
-                    None,
-                );
-                cur = next;
-            }
-            (cur, ld)
-        });
-        let (z, ld) = concat(parts);
-        (Batch::from_vec(z, dim).expect("n × dim by construction"), ld)
+        self.through_layers(xs, Direction::Density)
     }
 
     /// Sampling-direction transform of every row: `(x, Σ log|det ∂f⁻¹/∂z|)`, with the base taken as given
     /// (the layers only, no base location/scale).
     pub fn from_base(&self, zs: BatchRef<'_>) -> (Batch, Vec<f64>) {
+        self.through_layers(zs, Direction::Sampling)
+    }
+
+    /// Pushes every row through the layers in `dir` (sampling: first to last; density: last to first), summing
+    /// their log-dets; no base term and no tape.
+    fn through_layers(&self, rows: BatchRef<'_>, dir: Direction) -> (Batch, Vec<f64>) {
         let dim = self.dim();
-        let parts = map_chunks(zs.n_rows(), |s, e| {
+        let parts = map_chunks(rows.n_rows(), |s, e| {
             let n = e - s;
-            let mut cur = zs.slice_rows(s, e).as_slice().to_vec();
+            let mut cur = rows.slice_rows(s, e).as_slice().to_vec();
             let mut ld = vec![0.0; n];
-            for i in 0..self.layers.len() {
+            let order: Box<dyn Iterator<Item = usize>> = match dir {
+                Direction::Sampling => Box::new(0..self.layers.len()),
+                Direction::Density => Box::new((0..self.layers.len()).rev()),
+            };
+            for i in order {
                 let mut next = vec![0.0; n * dim];
-                self.layers[i].apply(
-                    &self.params[self.ranges[i].clone()],
-                    Direction::Sampling,
-                    n,
-                    &cur,
-                    &mut next,
-                    &mut ld,
-                    None,
-                );
+                self.layers[i].apply(&self.params[self.ranges[i].clone()], dir, n, &cur, &mut next, &mut ld, None);
                 cur = next;
             }
             (cur, ld)
         });
-        let (x, ld) = concat(parts);
-        (Batch::from_vec(x, dim).expect("n × dim by construction"), ld)
+        let (out, ld) = concat(parts);
+        (Batch::from_vec(out, dim).expect("n × dim by construction"), ld)
     }
 
     /// `log q(x)` of every row.
