@@ -387,7 +387,7 @@ impl Run {
         let mut run = Run::new(config)?;
         let field = |name: &str| -> Result<serde_json::Value, TrainError> {
             let v = &meta[name];
-            if v.is_null() && name != "ais" && name != "buffer" {
+            if v.is_null() {
                 return Err(invalid(format!("missing `{name}`")).into());
             }
             Ok(v.clone())
