@@ -323,27 +323,40 @@ fn window_2d(spec: &TargetSpec, samples: &[(f64, f64)]) -> ((f64, f64), (f64, f6
     }
 }
 
+/// A run's config and `n` samples of its model (seed 0). A run directory without a checkpoint but with the final
+/// `flow.safetensors` is read from the latter: `results/` leaves out checkpoints that hold a replay buffer (tens of
+/// MB), and a figure needs only the flow.
+fn model_samples(path: &Path, n: usize) -> anyhow::Result<(TrainConfig, fab_core::Batch)> {
+    if path.is_dir() && !path.join(CHECKPOINT_FILE).exists() && path.join(FLOW_FILE).exists() {
+        let (config, _) = config_file::load(&path.join(CONFIG_FILE))?;
+        let flow = fab_flow::Flow::load_safetensors(path.join(FLOW_FILE))?;
+        if *flow.spec() != config.flow.spec() {
+            bail!("{}: the flow does not have the architecture of {}", path.join(FLOW_FILE).display(), CONFIG_FILE);
+        }
+        return Ok((config, flow.sample(&mut stream_rng(0, 0), n).0));
+    }
+    let run = load_run(path)?;
+    let x = match run.snf() {
+        Some(snf) => snf.sample(run.target(), 0, n).x,
+        None => run.flow().sample(&mut stream_rng(0, 0), n).0,
+    };
+    Ok((run.config().clone(), x))
+}
+
 /// `fab plot`: Figure 1 (2-D targets: contours with each model's samples) or Figure 2 (Many Well: pair marginals of
 /// the first four coordinates with samples).
 pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
-    let runs: Vec<Run> = args.runs.iter().map(|p| load_run(p)).collect::<anyhow::Result<_>>()?;
-    let spec = runs[0].config().target.clone();
-    if runs.iter().any(|r| r.config().target != spec) {
+    let models: Vec<(TrainConfig, fab_core::Batch)> =
+        args.runs.iter().map(|p| model_samples(p, args.n)).collect::<anyhow::Result<_>>()?;
+    let spec = models[0].0.target.clone();
+    if models.iter().any(|(c, _)| c.target != spec) {
         bail!("all runs in one figure must share a target");
     }
-    let samples: Vec<(String, fab_core::Batch)> = runs
-        .iter()
-        .map(|r| {
-            let x = match r.snf() {
-                Some(snf) => snf.sample(r.target(), 0, args.n).x,
-                None => r.flow().sample(&mut stream_rng(0, 0), args.n).0,
-            };
-            (r.config().method.label().to_string(), x)
-        })
-        .collect();
-    let dim = runs[0].flow().dim();
+    let samples: Vec<(String, fab_core::Batch)> =
+        models.iter().map(|(c, x)| (c.method.label().to_string(), x.clone())).collect();
+    let dim = models[0].1.dim();
     if dim == 2 {
-        let target = runs[0].target();
+        let target = spec.build().context("building the target of the figure")?;
         let log_p = |x: f64, y: f64| target.log_prob(&[x, y]);
         let panels: Vec<Panel<'_>> = samples
             .iter()

@@ -1,5 +1,5 @@
 //! End-to-end tests of the `fab` binary: a killed run resumes to the same flow, bad configs fail before any work,
-//! sampling writes a readable .npy.
+//! sampling writes a readable .npy, plotting reads a run without its checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -111,5 +111,27 @@ fn sample_writes_an_npy_with_weights() {
     let a: ndarray::Array2<f64> = ndarray_npy::read_npy(&npy).unwrap();
     assert_eq!(a.dim(), (50, 4));
     assert!(a.iter().all(|v| v.is_finite()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `fab plot` draws from a run directory's checkpoint and, when the checkpoint was left out (results/ keeps only the
+/// flow of runs whose checkpoint holds a replay buffer), from its final `flow.safetensors`: the same samples, so the
+/// same PNG byte for byte.
+#[test]
+fn plot_reads_a_run_without_its_checkpoint_from_the_final_flow() {
+    let dir = scratch("plot");
+    let config = small_config(&dir);
+    run_ok(fab().args(["train", "--quiet", "--iterations", "3", "--out"]).arg(dir.join("runs")).arg(&config));
+    let run = dir.join("runs/mog_kl_2021-seed2");
+    let (with, without) = (dir.join("with.png"), dir.join("without.png"));
+    run_ok(fab().args(["plot", "-n", "300", "--out"]).arg(&with).arg(&run));
+    std::fs::remove_file(run.join("checkpoint.fab")).unwrap();
+    run_ok(fab().args(["plot", "-n", "300", "--out"]).arg(&without).arg(&run));
+    let (a, b) = (std::fs::read(&with).unwrap(), std::fs::read(&without).unwrap());
+    assert!(a.len() > 10_000, "suspiciously small PNG");
+    assert!(a == b, "the figure differs when drawn from flow.safetensors");
+    std::fs::remove_file(run.join("flow.safetensors")).unwrap();
+    let out = fab().args(["plot", "--out"]).arg(&without).arg(&run).output().unwrap();
+    assert!(!out.status.success(), "plot succeeded on a run with neither checkpoint nor flow");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -225,6 +225,37 @@ pub struct OptimizerConfig {
     /// Then clip every gradient entry to ± this value.
     #[serde(default)]
     pub max_grad_value: Option<f64>,
+    /// How the learning rate changes over the budget (default: constant).
+    #[serde(default)]
+    pub schedule: LrSchedule,
+}
+
+/// Learning rate as a function of the fraction of the budget spent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub enum LrSchedule {
+    /// `lr` throughout (the papers' runs).
+    #[default]
+    Constant,
+    /// Half a cosine from `lr` down to `final_fraction · lr` at the end of the budget: late iterations refine
+    /// instead of jittering at the noise floor of a constant rate.
+    Cosine {
+        /// The rate at the end of the budget, as a fraction of `lr` (in [0, 1]).
+        final_fraction: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The learning rate after `progress` ∈ [0, 1] of the budget (values outside are clamped).
+    pub fn lr(&self, lr: f64, progress: f64) -> f64 {
+        match *self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Cosine { final_fraction } => {
+                let t = progress.clamp(0.0, 1.0);
+                let floor = final_fraction * lr;
+                floor + (lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
 }
 
 /// When a run stops.
@@ -366,6 +397,11 @@ impl TrainConfig {
         }
         if let Some(v) = o.max_grad_value {
             positive("optimizer.max_grad_value", v)?;
+        }
+        if let LrSchedule::Cosine { final_fraction } = o.schedule
+            && !(0.0..=1.0).contains(&final_fraction)
+        {
+            bad("optimizer.schedule.final_fraction", format!("must be in [0, 1], got {final_fraction}"))?;
         }
         Ok(())
     }

@@ -192,10 +192,22 @@ impl Run {
         }
     }
 
+    /// Fraction of the budget spent so far, in [0, 1]: iterations, or target evaluations, over the budget. Derived
+    /// from checkpointed counters only, so a resumed run continues the learning-rate schedule exactly.
+    pub fn budget_progress(&self) -> f64 {
+        let (spent, budget) = match self.config.budget {
+            Budget::Iterations(n) => (self.iteration as f64, n as f64),
+            Budget::TargetEvaluations(n) => (self.target.counts().total() as f64, n as f64),
+        };
+        (spent / budget).clamp(0.0, 1.0)
+    }
+
     /// Runs one iteration of the configured method.
     pub fn step(&mut self) -> Result<IterationReport, TrainError> {
         let _span = tracing::debug_span!("iteration", k = self.iteration).entered();
         let seed = sub_seed(self.config.seed, &[purpose::TRAIN, self.iteration]);
+        let o = &self.config.optimizer;
+        self.optimizer.config.lr = o.schedule.lr(o.lr, self.budget_progress());
         let dropped_before = self.counters.n_dropped_points;
         let mut report = match self.config.method.clone() {
             Method::ReverseKl => self.reverse_kl_step(seed),

@@ -5,8 +5,8 @@ use fab_flow::{BaseSpec, FlowSpec};
 use fab_targets::TargetSpec;
 use fab_train::checkpoint::{decode, encode};
 use fab_train::config::{
-    AisSettings, Budget, BufferSettings, EvalConfig, FlowConfig, Method, OptimizerConfig, Schedule, StepRule,
-    TrainConfig, Transition,
+    AisSettings, Budget, BufferSettings, EvalConfig, FlowConfig, LrSchedule, Method, OptimizerConfig, Schedule,
+    StepRule, TrainConfig, Transition,
 };
 use fab_train::report::table1_row;
 use fab_train::{Detail, Run, evaluate};
@@ -44,6 +44,7 @@ fn mog_config(method: Method, iterations: u64) -> TrainConfig {
             decoupled: true,
             max_grad_norm: Some(1.0),
             max_grad_value: Some(1.0),
+            schedule: LrSchedule::Constant,
         },
         batch_size: 100,
         budget: Budget::Iterations(iterations),
@@ -123,6 +124,8 @@ fn a_resumed_buffer_run_ends_bitwise_equal() {
         decoupled: false,
         max_grad_norm: Some(100.0),
         max_grad_value: None,
+        // A decaying rate: the resumed run must pick the schedule up where it stopped.
+        schedule: LrSchedule::Cosine { final_fraction: 0.1 },
     };
     check_resume(config, 7);
 }
@@ -190,6 +193,7 @@ fn snf_config(iterations: u64) -> TrainConfig {
             decoupled: false,
             max_grad_norm: None,
             max_grad_value: None,
+            schedule: LrSchedule::Constant,
         },
         batch_size: 128,
         ..mog_config(Method::ReverseKl, iterations)
@@ -246,4 +250,39 @@ fn an_snf_needs_a_standard_normal_prior_as_its_flow() {
     c.method = Method::Snf { n_blocks: 3, hidden: 64, n_mc_steps: 20, proposal_std: 0.0 };
     let e = Run::new(c).err().expect("refused").to_string();
     assert!(e.contains("method.proposal_std"), "{e}");
+}
+
+#[test]
+fn the_cosine_schedule_falls_from_lr_to_its_floor() {
+    let cosine = LrSchedule::Cosine { final_fraction: 0.1 };
+    assert_eq!(cosine.lr(1e-3, 0.0), 1e-3);
+    assert!((cosine.lr(1e-3, 1.0) - 1e-4).abs() < 1e-18);
+    assert!((cosine.lr(1e-3, 0.5) - 5.5e-4).abs() < 1e-15, "half-way is the mean of the ends");
+    assert!((cosine.lr(1e-3, 2.0) - 1e-4).abs() < 1e-18, "progress is clamped");
+    let rates: Vec<f64> = (0..=100).map(|k| cosine.lr(1e-3, k as f64 / 100.0)).collect();
+    assert!(rates.windows(2).all(|w| w[1] <= w[0]), "the rate never rises");
+    assert_eq!(LrSchedule::Constant.lr(1e-3, 0.7), 1e-3);
+}
+
+/// The schedule reaches the optimiser: a cosine with floor 1 is the constant rate bit for bit, a cosine to 0 is not.
+#[test]
+fn a_run_follows_its_learning_rate_schedule() {
+    let with = |schedule| {
+        let mut config = mog_config(Method::ReverseKl, 6);
+        config.optimizer.schedule = schedule;
+        let run = train(config);
+        assert_eq!(run.budget_progress(), 1.0);
+        run.flow().params().iter().map(|p| p.to_bits()).collect::<Vec<_>>()
+    };
+    let constant = with(LrSchedule::Constant);
+    assert!(with(LrSchedule::Cosine { final_fraction: 1.0 }) == constant);
+    assert!(with(LrSchedule::Cosine { final_fraction: 0.0 }) != constant);
+}
+
+#[test]
+fn a_schedule_floor_outside_zero_one_is_refused_naming_the_field() {
+    let mut config = mog_config(Method::ReverseKl, 6);
+    config.optimizer.schedule = LrSchedule::Cosine { final_fraction: 1.5 };
+    let err = config.check().unwrap_err();
+    assert_eq!(err.field, "optimizer.schedule.final_fraction");
 }
