@@ -332,7 +332,7 @@ fn results_markdown(reports: &[(String, PathBuf, Value)], quick: bool) -> String
     }
     let _ = writeln!(
         md,
-        "\nFigures: `figure1_mog.png` (target contours with samples of each model), `figure2_many_well.png` (pair marginals of the first four coordinates)."
+        "\nFigures: `figure1_mog.png` (target contours with samples of each model), `figure2_many_well.png` (pair marginals of the first four coordinates). Curves of ESS against wall time: `curves/*.csv`. Where the time of the 2021 Many Well run goes: `PROFILE.md`."
     );
     md
 }
