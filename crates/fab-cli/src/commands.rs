@@ -146,6 +146,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             if let Some(n) = args.final_samples {
                 config.eval.n_samples_final = n.max(1);
             }
+            // Overrides are checked like the file was, before the run directory exists.
+            config.check().map_err(|e| anyhow::anyhow!("--seed/--iterations/--final-samples: {e}"))?;
             let text = if args.seed.is_some() || args.iterations.is_some() || args.final_samples.is_some() {
                 ron::ser::to_string_pretty(&config, ron::ser::PrettyConfig::default())?
             } else {

@@ -101,6 +101,23 @@ fn a_bad_config_fails_before_any_work_naming_file_line_and_field() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A command-line override is checked like a config field, before the run directory exists, and the reason is said
+/// once.
+#[test]
+fn a_bad_override_fails_before_any_work_naming_the_option() {
+    let dir = scratch("bad-override");
+    let config = small_config(&dir);
+    let mut cmd = fab();
+    let out = cmd.args(["train", "--quiet", "--iterations", "0", "--out"]).arg(dir.join("runs")).arg(&config);
+    let out = out.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--iterations") && err.contains("field `budget`"), "{err}");
+    assert_eq!(err.matches("must be positive").count(), 1, "the reason is repeated: {err}");
+    assert!(!dir.join("runs").exists(), "a run directory was created for an invalid override");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn sample_writes_an_npy_with_weights() {
     let dir = scratch("sample");

@@ -35,15 +35,18 @@ pub(crate) mod purpose {
 const ACTNORM_INIT_POINTS: usize = 1000;
 
 /// Why a run could not be built, stepped or restored.
+///
+/// The wrapped errors are part of the message and deliberately not exposed as `source()`: a report that prints the
+/// chain (`{:#}`) would otherwise say the same reason twice.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrainError {
     /// The configuration is invalid.
     #[error("invalid config: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// The flow could not be built or restored.
     #[error("flow: {0}")]
-    Flow(#[from] FlowError),
+    Flow(FlowError),
     /// A checkpoint could not be read or does not belong to this config.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -52,7 +55,23 @@ pub enum TrainError {
     Ais(String),
     /// The SNF could not be built.
     #[error("SNF: {0}")]
-    Snf(#[from] SnfError),
+    Snf(SnfError),
+}
+
+impl From<ConfigError> for TrainError {
+    fn from(e: ConfigError) -> Self {
+        TrainError::Config(e)
+    }
+}
+impl From<FlowError> for TrainError {
+    fn from(e: FlowError) -> Self {
+        TrainError::Flow(e)
+    }
+}
+impl From<SnfError> for TrainError {
+    fn from(e: SnfError) -> Self {
+        TrainError::Snf(e)
+    }
 }
 
 /// Counters of everything that was skipped, dropped or rejected: non-finite values are data, and these report them.
