@@ -92,13 +92,20 @@ fn a_bad_config_fails_before_any_work_naming_file_line_and_field() {
     let config = small_config(&dir);
     let text = std::fs::read_to_string(&config).unwrap().replace("batch_size: 100", "batch_size: 0");
     std::fs::write(&config, &text).unwrap();
-    let out = fab().args(["train", "--quiet", "--out"]).arg(dir.join("runs")).arg(&config).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = train_refused(&dir, &config, &[]);
     let line = text.lines().position(|l| l.contains("batch_size")).unwrap() + 1;
     assert!(err.contains(&format!("small.ron:{line}: field `batch_size`")), "{err}");
-    assert!(!dir.join("runs").exists(), "a run directory was created for an invalid config");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs `fab train CONFIG EXTRA…` into `dir/runs`, asserts that it fails without creating a run directory, and
+/// returns its stderr.
+fn train_refused(dir: &Path, config: &Path, extra: &[&str]) -> String {
+    let out = fab().args(["train", "--quiet"]).args(extra).arg("--out").arg(dir.join("runs")).arg(config).output();
+    let out = out.unwrap();
+    assert!(!out.status.success(), "fab train accepted {extra:?}");
+    assert!(!dir.join("runs").exists(), "a run directory was created for a refused config");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A command-line override is checked like a config field, before the run directory exists, and the reason is said
@@ -107,14 +114,9 @@ fn a_bad_config_fails_before_any_work_naming_file_line_and_field() {
 fn a_bad_override_fails_before_any_work_naming_the_option() {
     let dir = scratch("bad-override");
     let config = small_config(&dir);
-    let mut cmd = fab();
-    let out = cmd.args(["train", "--quiet", "--iterations", "0", "--out"]).arg(dir.join("runs")).arg(&config);
-    let out = out.output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = train_refused(&dir, &config, &["--iterations", "0"]);
     assert!(err.contains("--iterations") && err.contains("field `budget`"), "{err}");
     assert_eq!(err.matches("must be positive").count(), 1, "the reason is repeated: {err}");
-    assert!(!dir.join("runs").exists(), "a run directory was created for an invalid override");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
