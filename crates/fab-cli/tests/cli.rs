@@ -30,6 +30,15 @@ fn small_config(dir: &Path) -> PathBuf {
     path
 }
 
+/// A scratch directory holding a finished 3-iteration run of [`small_config`], and that run's directory.
+fn three_iteration_run(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let config = small_config(&dir);
+    run_ok(fab().args(["train", "--quiet", "--iterations", "3", "--out"]).arg(dir.join("runs")).arg(&config));
+    let run = dir.join("runs/mog_kl_2021-seed2");
+    (dir, run)
+}
+
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -122,11 +131,9 @@ fn a_bad_override_fails_before_any_work_naming_the_option() {
 
 #[test]
 fn sample_writes_an_npy_with_weights() {
-    let dir = scratch("sample");
-    let config = small_config(&dir);
-    run_ok(fab().args(["train", "--quiet", "--iterations", "3", "--out"]).arg(dir.join("runs")).arg(&config));
+    let (dir, run) = three_iteration_run("sample");
     let npy = dir.join("s.npy");
-    run_ok(fab().args(["sample", "-n", "50", "--out"]).arg(&npy).arg(dir.join("runs/mog_kl_2021-seed2")));
+    run_ok(fab().args(["sample", "-n", "50", "--out"]).arg(&npy).arg(&run));
     let a: ndarray::Array2<f64> = ndarray_npy::read_npy(&npy).unwrap();
     assert_eq!(a.dim(), (50, 4));
     assert!(a.iter().all(|v| v.is_finite()));
@@ -138,10 +145,7 @@ fn sample_writes_an_npy_with_weights() {
 /// same PNG byte for byte.
 #[test]
 fn plot_reads_a_run_without_its_checkpoint_from_the_final_flow() {
-    let dir = scratch("plot");
-    let config = small_config(&dir);
-    run_ok(fab().args(["train", "--quiet", "--iterations", "3", "--out"]).arg(dir.join("runs")).arg(&config));
-    let run = dir.join("runs/mog_kl_2021-seed2");
+    let (dir, run) = three_iteration_run("plot");
     let (with, without) = (dir.join("with.png"), dir.join("without.png"));
     run_ok(fab().args(["plot", "-n", "300", "--out"]).arg(&with).arg(&run));
     std::fs::remove_file(run.join("checkpoint.fab")).unwrap();
