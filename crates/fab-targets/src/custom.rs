@@ -5,6 +5,9 @@ use crate::target::{Moments, Target, TestFunction};
 use fab_core::{BatchMut, BatchRef, ExactSampler, LogDensity};
 use std::sync::Arc;
 
+/// A shared validity predicate of a point.
+type PointPredicate = Arc<dyn Fn(&[f64]) -> bool + Send + Sync>;
+
 /// A user's density with the capabilities its author declares; everything not declared is "not available".
 ///
 /// ```
@@ -33,7 +36,7 @@ pub struct CustomTarget<D> {
     exact_sampler: Option<Box<dyn ExactSampler>>,
     moments: Option<Moments>,
     test_function: Option<TestFunction>,
-    is_valid: Option<Arc<dyn Fn(&[f64]) -> bool + Send + Sync>>,
+    is_valid: Option<PointPredicate>,
 }
 
 impl<D: LogDensity> CustomTarget<D> {

@@ -124,14 +124,19 @@ impl DiagGmm {
         // The raw `cat_probs`; `Categorical` normalised them, and so does `new`.
         let cat_probs =
             [0.7439900860873985, 0.7067595900863742, 0.7945342617956747, 0.6953273686061083, 0.4236223670433845];
-        Self::new(&means, &stds, &cat_probs).expect("the 2021 MoG constants are valid").with_name("mog5_2021")
+        Self::new(&means, &stds, &cat_probs)
+            .expect("the 2021 MoG constants are valid")
+            .with_name("mog5_2021")
             .with_quadratic(QuadraticFn::mog5_2021())
     }
 
     /// The ICLR 2023 40-mode GMM in 2-D (SPEC §1a-ii): float32 means in `[-40, 40]²`, every std the float32
     /// `softplus(1)`, uniform weights.
     pub fn gmm40_iclr() -> Self {
-        Self::gmm40_with_std(GMM40_STD).expect("the ICLR GMM constants are valid").with_name("gmm40_iclr").with_quadratic(QuadraticFn::gmm40_iclr())
+        Self::gmm40_with_std(GMM40_STD)
+            .expect("the ICLR GMM constants are valid")
+            .with_name("gmm40_iclr")
+            .with_quadratic(QuadraticFn::gmm40_iclr())
     }
 
     /// The 40 ICLR means with uniform weights and a common std `std` in every coordinate (e.g.

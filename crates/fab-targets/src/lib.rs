@@ -60,7 +60,7 @@ pub use many_well::{
 };
 pub use quadratic::QuadraticFn;
 pub use spec::TargetSpec;
-pub use target::{LN_2PI, ModeSets, Moments, Target, TestFunction};
+pub use target::{LN_2PI, ModeSets, Moments, PointFn, Target, TestFunction};
 
 /// One instance of every built-in target, each with a distinct [`Target::name`]:
 /// the two paper mixtures, a general 3-D mixture, the Double Well, Many Well 16 and 32, a diagonal Gaussian,

@@ -67,11 +67,14 @@ pub struct ModeSets {
     pub noisy: Option<Batch>,
 }
 
+/// A shared scalar function of a point.
+pub type PointFn = Arc<dyn Fn(&[f64]) -> f64 + Send + Sync>;
+
 /// A function `f` with its exact expectation `E_p[f]` under the normalised target.
 #[derive(Clone)]
 pub struct TestFunction {
     /// `f(x)`.
-    pub f: Arc<dyn Fn(&[f64]) -> f64 + Send + Sync>,
+    pub f: PointFn,
     /// `E_p[f(x)]`.
     pub expectation: f64,
 }

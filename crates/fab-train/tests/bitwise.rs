@@ -30,34 +30,60 @@ fn shrunk(file: &str) -> TrainConfig {
     config
 }
 
+/// The fields the reports had before the refactor (new fields may be added without changing the hash).
+const ITERATION_FIELDS: &[&str] =
+    &["iteration", "loss", "grad_norm", "batch_ess", "acceptance", "step_sizes", "target_evaluations", "n_dropped"];
+const EVAL_FIELDS: &[&str] = &[
+    "iteration",
+    "n_samples",
+    "flow_ess",
+    "flow_n_non_finite",
+    "ais_ess",
+    "ais_n_dropped",
+    "log_z_flow",
+    "log_z_ais",
+    "mean_log_q_target",
+    "mean_log_p_target",
+    "forward_ess",
+    "mode_set_mean_log_q",
+    "noisy_mode_set_mean_log_q",
+    "expectation_flow",
+    "expectation_ais",
+];
+
+/// The JSON text of `fields` of an object, in the order given (a missing field is `null`).
+fn projected(value: serde_json::Value, fields: &[&str]) -> String {
+    fields.iter().map(|f| format!("{f}={};", value.get(*f).unwrap_or(&serde_json::Value::Null))).collect()
+}
+
 /// Hash of three iterations and one evaluation of the shrunk config.
 fn run_hash(file: &str) -> u64 {
     let mut run = Run::new(shrunk(file)).unwrap();
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     while !run.is_done() {
         let report = run.step().unwrap();
-        fnv(&mut h, serde_json::to_string(&report).unwrap().as_bytes());
+        fnv(&mut h, projected(serde_json::to_value(&report).unwrap(), ITERATION_FIELDS).as_bytes());
     }
     let params = run.snf().map(|s| s.params().to_vec()).unwrap_or_else(|| run.flow().params().to_vec());
     for p in params {
         fnv(&mut h, &p.to_bits().to_le_bytes());
     }
     let eval = evaluate(&run, 400, Detail::Full).unwrap();
-    fnv(&mut h, serde_json::to_string(&eval).unwrap().as_bytes());
+    fnv(&mut h, projected(serde_json::to_value(&eval).unwrap(), EVAL_FIELDS).as_bytes());
     h
 }
 
 /// Recorded at commit a300e4f (before issue 11).
 const EXPECTED: &[(&str, u64)] = &[
-    ("mog_fab_2021", 0xe85d2a0c4e6c526d),
-    ("mog_fab_buffer", 0x3266b68e80edb782),
-    ("mog_kl_2021", 0x38cbd61e19aa32c9),
-    ("mog_snf_2021", 0xdcc6d633bd2c645f),
-    ("gmm40_fab_buffer_iclr", 0xb15478c20e5f9420),
-    ("many_well16_fab_2021", 0xef041242689b0471),
-    ("many_well16_fab_buffer", 0x83be282aa17820ce),
-    ("many_well16_kl_2021", 0xeb95c86d3db7c355),
-    ("many_well32_fab_buffer_iclr", 0x0a59f14e69a041d7),
+    ("mog_fab_2021", 0xc041d6356f531eaf),
+    ("mog_fab_buffer", 0xbf7e71f46e864246),
+    ("mog_kl_2021", 0xdeecea4ad556dcd9),
+    ("mog_snf_2021", 0xed70db45424ab79d),
+    ("gmm40_fab_buffer_iclr", 0x2bb4f71e142be070),
+    ("many_well16_fab_2021", 0xae58070f0d5192f5),
+    ("many_well16_fab_buffer", 0xd5a4728fff0cb804),
+    ("many_well16_kl_2021", 0x76afd72425bb9885),
+    ("many_well32_fab_buffer_iclr", 0xbc0fef78b197f209),
 ];
 
 #[test]
