@@ -72,6 +72,15 @@ fn map_chunks<T: Send>(n: usize, f: impl Fn(usize, usize) -> T + Sync) -> Vec<T>
     }
 }
 
+/// Runs `f(chunk index, item)` on per-chunk items (in parallel when there are several), results in chunk order.
+fn map_owned_chunks<I: Send, T: Send>(items: Vec<I>, f: impl Fn(usize, I) -> T + Sync) -> Vec<T> {
+    if items.len() <= 1 {
+        items.into_iter().enumerate().map(|(c, it)| f(c, it)).collect()
+    } else {
+        items.into_par_iter().enumerate().map(|(c, it)| f(c, it)).collect()
+    }
+}
+
 fn check_rows(what: &str, expected: usize, got: usize) -> Result<(), ShapeError> {
     if expected == got {
         Ok(())
@@ -522,6 +531,65 @@ impl Flow {
             gx.as_mut_slice().copy_from_slice(&gx_all);
         }
         log_q
+    }
+
+    /// Records the density pass over `xs` ONCE (chunk-parallel), hands the whole batch's `log q` to
+    /// `coeffs_from_log_q`, then back-propagates `L = Σᵢ cᵢ·log q(xᵢ)` through the recorded chunks, ACCUMULATING
+    /// `Σᵢ cᵢ·∇θ log q(xᵢ)` into `grad_params`. Returns `log q` (bitwise equal to [`Flow::log_q`]).
+    ///
+    /// For losses whose coefficients depend on `log q` (the FAB losses): one density pass per gradient step instead
+    /// of `log_q` followed by [`Flow::log_q_grad_params`]. The gradient is bitwise equal to that pair's: rows with
+    /// `cᵢ = 0`, a non-finite `cᵢ` or a non-finite `log q(xᵢ)` are left out in the same way (a chunk holding such
+    /// a row is recorded again without it, the rare path).
+    pub fn log_q_then_grad_params(
+        &self,
+        xs: BatchRef<'_>,
+        coeffs_from_log_q: impl FnOnce(&[f64]) -> Vec<f64>,
+        grad_params: &mut [f64],
+    ) -> Vec<f64> {
+        let dim = self.dim();
+        assert_eq!(xs.dim(), dim, "log_q_then_grad_params: batch dimension differs from the flow's");
+        assert_eq!(grad_params.len(), self.n_params(), "log_q_then_grad_params: gradient length differs from n_params");
+        let recorded = map_chunks(xs.n_rows(), |s, e| {
+            let mut tape = FlowTape::new();
+            let lq = self.density_pass(xs.slice_rows(s, e).as_slice(), e - s, Some(&mut tape));
+            (lq, tape)
+        });
+        let log_q: Vec<f64> = recorded.iter().flat_map(|(lq, _)| lq.iter().copied()).collect();
+        let coeffs = coeffs_from_log_q(&log_q);
+        assert_eq!(coeffs.len(), xs.n_rows(), "log_q_then_grad_params: one coefficient per row");
+        let grads = map_owned_chunks(recorded, |c, (lq, tape)| {
+            let (s, e) = (c * CHUNK_ROWS, c * CHUNK_ROWS + lq.len());
+            self.backward_recorded_chunk(xs.slice_rows(s, e).as_slice(), &coeffs[s..e], &lq, tape)
+        });
+        for g in grads {
+            grad_params.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+            give(g);
+        }
+        log_q
+    }
+
+    /// The backward half of [`Flow::log_q_then_grad_params`] on one chunk recorded over all its rows: returns the
+    /// chunk's `∇θ`. Exactly the rows [`Flow::grad_params_chunk`] keeps take part, on a batch of exactly those rows.
+    fn backward_recorded_chunk(&self, x: &[f64], coeffs: &[f64], log_q: &[f64], tape: FlowTape) -> Vec<f64> {
+        let mut grad = take_zeroed(self.n_params());
+        let kept = |i: usize| coeffs[i] != 0.0 && coeffs[i].is_finite() && log_q[i].is_finite();
+        let n = coeffs.len();
+        if (0..n).all(kept) {
+            give(self.density_backward(&tape, coeffs, Some(&mut grad)));
+            tape.recycle();
+        } else {
+            tape.recycle();
+            let rows: Vec<usize> = (0..n).filter(|&i| kept(i)).collect();
+            if !rows.is_empty() {
+                let mut sub = FlowTape::new();
+                self.density_pass(&gather_rows(x, self.dim(), &rows), rows.len(), Some(&mut sub));
+                let c: Vec<f64> = rows.iter().map(|&i| coeffs[i]).collect();
+                give(self.density_backward(&sub, &c, Some(&mut grad)));
+                sub.recycle();
+            }
+        }
+        grad
     }
 
     /// One chunk of [`Flow::log_q_grad_params`]: `(log q, ∇θ, ∇ₓ rows or empty)`.

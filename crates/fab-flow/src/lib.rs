@@ -8,6 +8,8 @@
 //!   [`fab_core::LogDensity`]) and the pathwise sampling gradient ([`Flow::sample_grad_params`]).
 //!   It implements [`fab_core::Proposal`].
 //! - Saved activations live in a caller-owned [`FlowTape`] ([`Flow::log_q_recorded`], [`Flow::backward_log_q`]).
+//! - Losses whose coefficients depend on `log q` (the FAB losses) record the density pass once:
+//!   [`Flow::log_q_then_grad_params`] (chunk-parallel record → coefficients from `log q` → backward).
 //! - [`Adam`] (Adam/AdamW), [`clip_grad_norm`], [`clip_grad_value`] train the flat vector.
 //! - [`Flow::save_safetensors`] / [`Flow::load_safetensors`] persist it with torch-style tensor names.
 //!
