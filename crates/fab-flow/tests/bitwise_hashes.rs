@@ -99,9 +99,12 @@ fn fingerprints(f: &Flow) -> [u64; 9] {
     ]
 }
 
+/// A registry case's name and its fingerprints (in the order of [`QUANTITIES`]).
+type Fingerprints = (&'static str, [u64; 9]);
+
 /// `(SIMD level, [(case name, fingerprints)])`, recorded at commit 486242c (before the layer refactor).
 #[rustfmt::skip]
-const RECORDED: &[(&str, &[(&str, [u64; 9])])] = &[
+const RECORDED: &[(&str, &[Fingerprints])] = &[
     ("x86_64-avx512f", &[
         ("coupling 2021 (flipped halves, 2·sigmoid, leaky ReLU)", [0xbd4010ab8701a3ab, 0x6479a02afc8de93c, 0x198a6a96a30b51c2, 0x0079dff62c126cf5, 0x13152100e51ba20a, 0x873dd2e936d5b29f, 0x54a48e366406a6f5, 0xf9654d343e809c4b, 0xa5d762c4dfccf657]),
         ("coupling ICLR (odd D, interleaved heads, exp, ReLU ×2)", [0x81b43a7636bbb707, 0x39777a091ed963bb, 0x7cde358944e64b65, 0x72350c08748155bb, 0x3658347f825a964c, 0xe2a556b34d850b16, 0x7879f63ce608d349, 0xd9f8c97c264c525b, 0xb8d58630bfe8eeda]),
