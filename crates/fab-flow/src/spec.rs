@@ -140,6 +140,25 @@ impl LayerSpec {
     }
 }
 
+/// Checks that `cond ∪ transformed` is a partition of `0..dim` into two non-empty parts.
+fn check_partition(i: usize, dim: usize, cond: &[usize], transformed: &[usize]) -> Result<(), FlowError> {
+    let bad = |msg: String| Err(FlowError::InvalidSpec(msg));
+    if cond.is_empty() || transformed.is_empty() {
+        return bad(format!("layer {i}: coupling needs at least one conditioning and one transformed coordinate"));
+    }
+    let mut seen = vec![false; dim];
+    for &j in cond.iter().chain(transformed) {
+        if j >= dim || seen[j] {
+            return bad(format!("layer {i}: cond ∪ transformed must be a partition of 0..{dim}"));
+        }
+        seen[j] = true;
+    }
+    if seen.iter().any(|s| !s) {
+        return bad(format!("layer {i}: cond ∪ transformed must cover 0..{dim}"));
+    }
+    Ok(())
+}
+
 impl BaseSpec {
     /// Number of trainable parameters of the base in dimension `dim`.
     pub fn n_params(&self, dim: usize) -> usize {
@@ -165,24 +184,7 @@ impl FlowSpec {
         for (i, layer) in self.layers.iter().enumerate() {
             match layer {
                 LayerSpec::Coupling(c) => {
-                    if c.cond.is_empty() || c.transformed.is_empty() {
-                        return bad(format!(
-                            "layer {i}: coupling needs at least one conditioning and one transformed coordinate"
-                        ));
-                    }
-                    let mut seen = vec![false; self.dim];
-                    for &j in c.cond.iter().chain(&c.transformed) {
-                        if j >= self.dim || seen[j] {
-                            return bad(format!(
-                                "layer {i}: cond ∪ transformed must be a partition of 0..{}",
-                                self.dim
-                            ));
-                        }
-                        seen[j] = true;
-                    }
-                    if seen.iter().any(|s| !s) {
-                        return bad(format!("layer {i}: cond ∪ transformed must cover 0..{}", self.dim));
-                    }
+                    check_partition(i, self.dim, &c.cond, &c.transformed)?;
                     if c.hidden.contains(&0) {
                         return bad(format!("layer {i}: hidden widths must be positive"));
                     }

@@ -132,9 +132,13 @@ fn every_flow_gives_the_recorded_bits() {
     let Some((_, want)) = RECORDED.iter().find(|(l, _)| *l == level) else {
         panic!("no fingerprints recorded for SIMD level {level}; record these:\n    ({level:?}, &[\n{table}    ]),");
     };
-    assert_eq!(want.len(), got.len(), "the registry changed size; the table:\n{table}");
-    for ((want_name, want_h), (name, h)) in want.iter().zip(&got) {
-        assert_eq!(want_name, name, "the registry changed order; the table:\n{table}");
+    for (want_name, _) in want.iter() {
+        assert!(got.iter().any(|(n, _)| n == want_name), "{want_name} left the registry; the table:\n{table}");
+    }
+    for (name, h) in &got {
+        let Some((_, want_h)) = want.iter().find(|(n, _)| n == name) else {
+            panic!("{name} has no recorded fingerprints; the table:\n{table}");
+        };
         for (q, (a, b)) in QUANTITIES.iter().zip(want_h.iter().zip(h)) {
             assert_eq!(a, b, "{name}: {q} changed bits");
         }
