@@ -102,7 +102,8 @@ fn fingerprints(f: &Flow) -> [u64; 9] {
 /// A registry case's name and its fingerprints (in the order of [`QUANTITIES`]).
 type Fingerprints = (&'static str, [u64; 9]);
 
-/// `(SIMD level, [(case name, fingerprints)])`, recorded at commit 486242c (before the layer refactor).
+/// `(SIMD level, [(case name, fingerprints)])`: the RealNVP layers and builders recorded at commit 486242c (before
+/// the layer refactor, which kept every bit), the spline coupling examples and builders when they were added.
 #[rustfmt::skip]
 const RECORDED: &[(&str, &[Fingerprints])] = &[
     ("x86_64-avx512f", &[
@@ -120,6 +121,10 @@ const RECORDED: &[(&str, &[Fingerprints])] = &[
         ("ICLR Many Well flow (D = 16)", [0x3331378bc883a488, 0x7443852b3ccec8be, 0xf20635bb9bad303a, 0xb16d8b22b61a4e75, 0x8d36598cd7989d0b, 0xd4daaa86e57bb7ce, 0x3472013364d0e64d, 0x1fa4c8637dcf1f28, 0xbe7a789280dfb99c]),
         ("2021 builder, D = 5", [0x745df3fe9ac32ce3, 0xcbfc1144f160e500, 0x1eb9fba32f4fcdbc, 0x6289d4efbf6008de, 0x0c95be4948140428, 0xf08b7c3ac46c8750, 0xf98e11c3f8831b5f, 0x694075ea6dc4445f, 0x4afa59452f95765d]),
         ("ICLR builder, D = 3", [0x7674c990aa93693f, 0x50ab971cd5e2c308, 0x12f8d3bf9c0bcd1c, 0x7f19e002facb6096, 0x5578f77ec6209778, 0x21a8001cc2e8b839, 0xbcb813c3ba42524e, 0xb332f591d3cda7e8, 0x37794ce3699ef9f5]),
+        ("spline coupling, sampling-side spline, 5 bins on ±2 (points in the tails too)", [0x965b60131cfddc73, 0x2e37f8d850e7f94d, 0x50649311e8d20bbe, 0x85f9a774b32bc6de, 0x2113e440d7ad7b0e, 0x2042c2047c84836a, 0x28e9aa1c778ae919, 0xc9e2b56d2fc71d16, 0x124a2698d55a036e]),
+        ("spline coupling, density-side spline, 8 bins on ±3, 2 hidden", [0x9957ec2b4cbf7ee6, 0xe8d1511571f0d7f0, 0xc1e9a398f41184a4, 0xea3a6082994c81e6, 0x560a997111c02d94, 0x1a46a658f938a5ed, 0x189af865b06317d7, 0x7b56d8d188c2c7c7, 0xdb1e3ac694d61c49]),
+        ("fab-jax GMM spline flow", [0x63604ca7223d79f2, 0x2ae6bce953a4a6ae, 0xcff565ec29478c05, 0x2f1671e063eec8d3, 0x9ccae2859b4530af, 0x0b1c621fbf011f0c, 0x16b3b02f8ff48f10, 0x27e3c9f9b5aae036, 0x30d62775aaa22d84]),
+        ("fab-jax spline builder, D = 3", [0xcebd26b529e7fdc2, 0xc9ec8a3e7c07ba27, 0xa84b83e96e01fc7e, 0xd1931fe6acc99356, 0xf4e4607e3538f24e, 0xb51f82f95171f20c, 0xac50f32e4816b3b3, 0xb6a867ba1820f68b, 0x0b0ae5117d0483d8]),
     ]),
 ];
 

@@ -17,11 +17,14 @@ mod global_scale;
 mod lu_linear;
 mod mlp;
 pub(crate) mod scalar;
+mod spline;
 
 pub(crate) use actnorm::ActNorm;
 use coupling::Coupling;
 use global_scale::GlobalScale;
 pub(crate) use lu_linear::LuLinear;
+pub(crate) use spline::MAX_BINS as MAX_SPLINE_BINS;
+use spline::SplineCoupling;
 
 use crate::scratch::give;
 use crate::spec::{Direction, FlowSpec, LayerSpec};
@@ -209,6 +212,7 @@ layer_set! {
     ActNorm(ActNorm),
     Lu(LuLinear),
     GlobalScale(GlobalScale),
+    SplineCoupling(SplineCoupling),
 }
 
 /// Activations one layer saved during a recorded pass (owned by the caller's [`crate::FlowTape`]).
@@ -236,6 +240,11 @@ impl Layer {
             LayerSpec::ActNorm => Layer::ActNorm(ActNorm::identity(dim, p)),
             LayerSpec::LuLinear => Layer::Lu(LuLinear::random_orthogonal(dim, p, rng)),
             LayerSpec::GlobalScale { init } => Layer::GlobalScale(GlobalScale::new(dim, *init, p)),
+            LayerSpec::SplineCoupling(c) => {
+                let layer = SplineCoupling::new(dim, c);
+                layer.mlp.init(p, rng);
+                Layer::SplineCoupling(layer)
+            }
         }
     }
 }

@@ -49,6 +49,8 @@ pub fn builder_registry() -> Vec<Case> {
         ("ICLR Many Well flow (D = 16)", FlowSpec::many_well_iclr(16), 0.01),
         ("2021 builder, D = 5", FlowSpec::realnvp_2021(5, 3, 7, 1.5), 0.1),
         ("ICLR builder, D = 3", FlowSpec::realnvp_iclr(3, 2, 6), 0.1),
+        ("fab-jax GMM spline flow", FlowSpec::gmm_fab_jax(), 0.02),
+        ("fab-jax spline builder, D = 3", FlowSpec::spline_fab_jax(3, 2, vec![6, 5], 3.0, 5), 0.1),
     ];
     specs
         .into_iter()
