@@ -25,6 +25,9 @@ struct Bins {
     d: [f64; MAX_BINS + 1],
     xk: [f64; MAX_BINS + 1],
     yk: [f64; MAX_BINS + 1],
+    /// softmax of the raw widths and heights (the backward pass needs them).
+    pw: [f64; MAX_BINS],
+    ph: [f64; MAX_BINS],
 }
 
 /// The bin an `x` falls in and its local coordinates.
@@ -152,9 +155,8 @@ impl SplineCoupling {
         }
     }
 
-    /// The spline of one element from its raw outputs `[u_w | u_h | u_d]`; also the softmax probabilities of the
-    /// widths and heights (the backward pass needs them).
-    fn bins(&self, raw: &[f64], pw: &mut [f64; MAX_BINS], ph: &mut [f64; MAX_BINS]) -> Bins {
+    /// The spline of one element from its raw outputs `[u_w | u_h | u_d]`.
+    fn bins(&self, raw: &[f64]) -> Bins {
         let k = self.n_bins;
         let mut b = Bins {
             k,
@@ -163,9 +165,11 @@ impl SplineCoupling {
             d: [0.0; MAX_BINS + 1],
             xk: [0.0; MAX_BINS + 1],
             yk: [0.0; MAX_BINS + 1],
+            pw: [0.0; MAX_BINS],
+            ph: [0.0; MAX_BINS],
         };
-        self.bin_sizes(&raw[..k], self.min_bin_width, &mut b.w[..k], &mut pw[..k]);
-        self.bin_sizes(&raw[k..2 * k], self.min_bin_height, &mut b.h[..k], &mut ph[..k]);
+        self.bin_sizes(&raw[..k], self.min_bin_width, &mut b.w[..k], &mut b.pw[..k]);
+        self.bin_sizes(&raw[k..2 * k], self.min_bin_height, &mut b.h[..k], &mut b.ph[..k]);
         for (d, &u) in b.d[..=k].iter_mut().zip(&raw[2 * k..3 * k + 1]) {
             *d = self.min_derivative + softplus(u + self.derivative_offset);
         }
@@ -272,7 +276,6 @@ impl SplineCoupling {
         let (k, nr) = (self.transformed.len(), self.n_raw());
         let forward = dir == self.spline_direction;
         output.copy_from_slice(input);
-        let (mut pw, mut ph) = ([0.0; MAX_BINS], [0.0; MAX_BINS]);
         for i in 0..n {
             let mut ld = 0.0;
             for (j, &col) in self.transformed.iter().enumerate() {
@@ -281,7 +284,7 @@ impl SplineCoupling {
                     continue;
                 }
                 let raw = &head[(i * k + j) * nr..(i * k + j + 1) * nr];
-                let b = self.bins(raw, &mut pw, &mut ph);
+                let b = self.bins(raw);
                 let (w, lg) = if forward { Self::forward_elem(&b, v) } else { Self::inverse_elem(&b, v) };
                 output[i * self.dim + col] = w;
                 ld += if forward { lg } else { -lg };
@@ -319,7 +322,6 @@ impl FlowLayer for SplineCoupling {
         g_in.copy_from_slice(g_out);
         let mut g_head = take_for_overwrite(n * k * nr);
         g_head.fill(0.0);
-        let (mut pw, mut ph) = ([0.0; MAX_BINS], [0.0; MAX_BINS]);
         for i in 0..n {
             for (j, &col) in self.transformed.iter().enumerate() {
                 let x = x_of[i * dim + col];
@@ -327,7 +329,7 @@ impl FlowLayer for SplineCoupling {
                     continue; // identity tail: ∂in = ∂out, no parameter gradient
                 }
                 let raw = &tape.head[(i * k + j) * nr..(i * k + j + 1) * nr];
-                let b = self.bins(raw, &mut pw, &mut ph);
+                let b = self.bins(raw);
                 let l = Self::local(&b, x);
                 let (pg, plg) = Self::partials(&b, &l);
                 let go = g_out[i * dim + col];
@@ -342,7 +344,7 @@ impl FlowLayer for SplineCoupling {
                 g_in[i * dim + col] = g_input;
                 let c = Partials::combine(coef_g, &pg, coef_lg, &plg);
                 let gh_row = &mut g_head[(i * k + j) * nr..(i * k + j + 1) * nr];
-                self.raw_gradient(&b, l.bin, &c, &pw, &ph, raw, gh_row);
+                self.raw_gradient(&b, l.bin, &c, raw, gh_row);
             }
         }
         let g_cond = self.mlp.backward(p, n, &tape.hidden, g_head, g_params);
@@ -391,17 +393,7 @@ impl FlowLayer for SplineCoupling {
 impl SplineCoupling {
     /// Chains the local partials `c` (of the weighted loss) through the knot sums, the softmax and the softplus
     /// into the raw conditioner outputs of one element.
-    #[allow(clippy::too_many_arguments)]
-    fn raw_gradient(
-        &self,
-        b: &Bins,
-        bin: usize,
-        c: &Partials,
-        pw: &[f64; MAX_BINS],
-        ph: &[f64; MAX_BINS],
-        raw: &[f64],
-        out: &mut [f64],
-    ) {
+    fn raw_gradient(&self, b: &Bins, bin: usize, c: &Partials, raw: &[f64], out: &mut [f64]) {
         let k = b.k;
         // x_k = −B + Σ_{i<k} w_i and y_k = −B + Σ_{i<k} h_i.
         let mut gw = [0.0; MAX_BINS];
@@ -420,8 +412,8 @@ impl SplineCoupling {
                 *o = scale * pi * (gi - mean);
             }
         };
-        softmax_back(&gw[..k], &pw[..k], self.min_bin_width, &mut out[..k]);
-        softmax_back(&gh[..k], &ph[..k], self.min_bin_height, &mut out[k..2 * k]);
+        softmax_back(&gw[..k], &b.pw[..k], self.min_bin_width, &mut out[..k]);
+        softmax_back(&gh[..k], &b.ph[..k], self.min_bin_height, &mut out[k..2 * k]);
         // d = min + softplus(u + c): ∂d/∂u = sigmoid(u + c).
         let du = &mut out[2 * k..3 * k + 1];
         du[bin] = c.dk * sigmoid(raw[2 * k + bin] + self.derivative_offset);
@@ -458,8 +450,7 @@ mod tests {
     #[test]
     fn zero_raw_outputs_give_the_identity() {
         let l = layer(6);
-        let (mut pw, mut ph) = ([0.0; MAX_BINS], [0.0; MAX_BINS]);
-        let b = l.bins(&vec![0.0; l.n_raw()], &mut pw, &mut ph);
+        let b = l.bins(&vec![0.0; l.n_raw()]);
         for &x in &[-2.0, -1.3, -0.01, 0.0, 0.5, 1.999] {
             let (g, lg) = SplineCoupling::forward_elem(&b, x);
             assert!((g - x).abs() < 1e-12 && lg.abs() < 1e-12, "x = {x}: g = {g}, log g' = {lg}");
@@ -469,8 +460,7 @@ mod tests {
     #[test]
     fn inverse_inverts_the_spline_in_every_bin_and_at_knots() {
         let l = layer(7);
-        let (mut pw, mut ph) = ([0.0; MAX_BINS], [0.0; MAX_BINS]);
-        let b = l.bins(&raw(l.n_raw(), 0.3), &mut pw, &mut ph);
+        let b = l.bins(&raw(l.n_raw(), 0.3));
         let mut xs: Vec<f64> = (0..200).map(|i| -2.0 + 4.0 * i as f64 / 200.0).collect();
         xs.extend_from_slice(&b.xk[..b.k]);
         xs.extend(b.xk[1..b.k].iter().map(|x| x - 1e-12));
@@ -485,8 +475,7 @@ mod tests {
     #[test]
     fn local_partials_match_central_differences() {
         let l = layer(5);
-        let (mut pw, mut ph) = ([0.0; MAX_BINS], [0.0; MAX_BINS]);
-        let b = l.bins(&raw(l.n_raw(), 1.1), &mut pw, &mut ph);
+        let b = l.bins(&raw(l.n_raw(), 1.1));
         for &x in &[-1.7, -0.4, 0.2, 1.3] {
             let loc = SplineCoupling::local(&b, x);
             let (pg, plg) = SplineCoupling::partials(&b, &loc);
@@ -504,8 +493,7 @@ mod tests {
         let l = layer(6);
         let nr = l.n_raw();
         let r0 = raw(nr, 0.7);
-        let (mut pw, mut ph) = ([0.0; MAX_BINS], [0.0; MAX_BINS]);
-        let b = l.bins(&r0, &mut pw, &mut ph);
+        let b = l.bins(&r0);
         let mut xs = vec![-1.9, -0.3, 0.8, 1.95];
         for &knot in &b.xk[1..b.k] {
             // Close to the knot but farther than the FD step moves it: log g' has a kink in θ AT a knot (the spline
@@ -515,15 +503,14 @@ mod tests {
         for &x in &xs {
             // One element's weighted loss 0.7·g − 1.3·log g', as a function of the raw outputs.
             let loss = |r: &[f64]| {
-                let (mut pw, mut ph) = ([0.0; MAX_BINS], [0.0; MAX_BINS]);
-                let (g, lg) = SplineCoupling::forward_elem(&l.bins(r, &mut pw, &mut ph), x);
+                let (g, lg) = SplineCoupling::forward_elem(&l.bins(r), x);
                 0.7 * g - 1.3 * lg
             };
             let loc = SplineCoupling::local(&b, x);
             let (pg, plg) = SplineCoupling::partials(&b, &loc);
             let c = Partials::combine(0.7, &pg, -1.3, &plg);
             let mut got = vec![0.0; nr];
-            l.raw_gradient(&b, loc.bin, &c, &pw, &ph, &r0, &mut got);
+            l.raw_gradient(&b, loc.bin, &c, &r0, &mut got);
             let h = 1e-7;
             for m in 0..nr {
                 let (mut up, mut down) = (r0.clone(), r0.clone());
@@ -540,8 +527,7 @@ mod tests {
         // The check above can fail: dropping ∂/∂x_k and ∂/∂y_k (the cumulative sums) changes the gradient.
         let l = layer(6);
         let r0 = raw(l.n_raw(), 0.7);
-        let (mut pw, mut ph) = ([0.0; MAX_BINS], [0.0; MAX_BINS]);
-        let b = l.bins(&r0, &mut pw, &mut ph);
+        let b = l.bins(&r0);
         let x = 0.8;
         let loc = SplineCoupling::local(&b, x);
         assert!(loc.bin > 0, "the test point must lie past the first bin");
@@ -549,8 +535,8 @@ mod tests {
         let full = Partials::combine(0.7, &pg, -1.3, &plg);
         let truncated = Partials { xk: 0.0, yk: 0.0, ..full };
         let (mut a, mut t) = (vec![0.0; l.n_raw()], vec![0.0; l.n_raw()]);
-        l.raw_gradient(&b, loc.bin, &full, &pw, &ph, &r0, &mut a);
-        l.raw_gradient(&b, loc.bin, &truncated, &pw, &ph, &r0, &mut t);
+        l.raw_gradient(&b, loc.bin, &full, &r0, &mut a);
+        l.raw_gradient(&b, loc.bin, &truncated, &r0, &mut t);
         let diff: f64 = a.iter().zip(&t).map(|(x, y)| (x - y).abs()).sum();
         assert!(diff > 1e-3, "the knot-sum terms must matter: {diff}");
     }
