@@ -1,4 +1,5 @@
-//! Criterion benchmarks of the flow's hot paths: log q with ∇ₓ (HMC), log q with ∇θ (FAB loss), and sampling.
+//! Criterion benchmarks of the flow's hot paths: log q with ∇ₓ (HMC), log q with ∇θ (FAB loss; also with the
+//! coefficients computed from log q, in two passes and in one recorded pass), and sampling.
 //!
 //! Flows: the 2021 Many Well flow (D = 16, 20 blocks, width 160) at batch 1000; the ICLR Many Well flow with
 //! width 320 and 10 layers at batch 2048, in D = 16 (the PEERS.md configuration as described there) and
@@ -62,6 +63,20 @@ fn bench_flow(c: &mut Criterion, name: &str, spec: FlowSpec, batch: usize) {
     group.bench_function("log_q_grad_params", |b| {
         let mut grad = vec![0.0; flow.n_params()];
         b.iter(|| flow.log_q_grad_params(black_box(xs.view()), &coeffs, &mut grad))
+    });
+    // The FAB losses' shape: coefficients from log q. Two passes (log_q, then log_q_grad_params) against one
+    // recorded pass (log_q_then_grad_params).
+    let coeffs_of = |lq: &[f64]| lq.iter().map(|v| (0.01 * v).tanh() + 1.0).collect::<Vec<f64>>();
+    group.bench_function("log_q_then_log_q_grad_params", |b| {
+        let mut grad = vec![0.0; flow.n_params()];
+        b.iter(|| {
+            let lq = flow.log_q(black_box(xs.view()));
+            flow.log_q_grad_params(xs.view(), &coeffs_of(&lq), &mut grad)
+        })
+    });
+    group.bench_function("log_q_then_grad_params", |b| {
+        let mut grad = vec![0.0; flow.n_params()];
+        b.iter(|| flow.log_q_then_grad_params(black_box(xs.view()), coeffs_of, &mut grad))
     });
     group.bench_function("sample", |b| {
         let mut rng = stream_rng(2, 0);
