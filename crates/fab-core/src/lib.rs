@@ -23,6 +23,6 @@ pub mod rng;
 
 pub use batch::{Batch, BatchMut, BatchRef};
 pub use counting::{Counted, EvalCounts};
-pub use density::{ExactSampler, LogDensity, Proposal};
+pub use density::{Evaluation, ExactSampler, LogDensity, Proposal};
 pub use error::ShapeError;
 pub use rng::{StreamRng, stream_rng, sub_seed};

@@ -3,7 +3,7 @@
 
 use crate::state::ChunkMut;
 use crate::target::LinearLogDensity;
-use fab_core::{BatchMut, BatchRef};
+use fab_core::{BatchMut, BatchRef, Evaluation};
 
 /// `m` points of one chunk, with per-component caches (component-major, like [`crate::ChainState`]), the combined
 /// `log π` and `∇ log π`, and an `alive` flag: a row that reached a non-finite position or density is frozen
@@ -94,11 +94,34 @@ impl Points {
     /// Evaluates every component at the alive rows (one batched call per component), then recombines.
     /// When some rows are dead the alive ones are gathered into a contiguous batch first.
     pub fn evaluate_alive(&mut self, target: &LinearLogDensity<'_>) {
+        self.evaluate_components(target, |_| true);
+        self.finish_evaluation(target);
+    }
+
+    /// The first half of [`Points::evaluate_alive`] for a chunk that shares its whole-batch components with the
+    /// other chunks: evaluates only the [`Evaluation::Chunked`] components. [`evaluate_whole_batch`] then fills
+    /// the others for every chunk at once, and [`Points::finish_evaluation`] recombines.
+    pub fn evaluate_chunked_components(&mut self, target: &LinearLogDensity<'_>) {
+        self.evaluate_components(target, |k| target.evaluation(k) == Evaluation::Chunked);
+    }
+
+    /// Evaluates the components `k` with `selected(k)` at the alive rows, one batched call per component,
+    /// writing only their caches.
+    fn evaluate_components(&mut self, target: &LinearLogDensity<'_>, selected: impl Fn(usize) -> bool) {
         let (m, dim) = (self.m, self.dim);
         let components = target.components();
         if m > 0 && self.alive.iter().all(|&a| a) {
             // Every row alive (the common case): no index list, no gathering.
-            self.evaluate_all(target);
+            for (k, density) in components.iter().enumerate().filter(|(k, _)| selected(*k)) {
+                let xs = BatchRef::new(&self.x, dim);
+                let lf = &mut self.log_f[k * m..(k + 1) * m];
+                if self.with_grad {
+                    let g = BatchMut::new(&mut self.grad_f[k * m * dim..(k + 1) * m * dim], dim);
+                    density.log_prob_and_grad_batch(xs, lf, g);
+                } else {
+                    density.log_prob_batch(xs, lf);
+                }
+            }
             return;
         }
         let alive: Vec<usize> = (0..m).filter(|&i| self.alive[i]).collect();
@@ -113,7 +136,7 @@ impl Points {
         }
         self.gather_log_f.resize(a, 0.0);
         self.gather_grad.resize(if self.with_grad { a * dim } else { 0 }, 0.0);
-        for (k, density) in components.iter().enumerate() {
+        for (k, density) in components.iter().enumerate().filter(|(k, _)| selected(*k)) {
             let xs = BatchRef::new(&self.gather_x, dim);
             if self.with_grad {
                 density.log_prob_and_grad_batch(xs, &mut self.gather_log_f, BatchMut::new(&mut self.gather_grad, dim));
@@ -121,37 +144,27 @@ impl Points {
                 density.log_prob_batch(xs, &mut self.gather_log_f);
             }
             for (j, &i) in alive.iter().enumerate() {
-                self.log_f[k * m + i] = self.gather_log_f[j];
-                if self.with_grad {
-                    let dst = (k * m + i) * dim;
-                    self.grad_f[dst..dst + dim].copy_from_slice(&self.gather_grad[j * dim..(j + 1) * dim]);
-                }
+                self.set_component_row(k, i, self.gather_log_f[j], j);
             }
-        }
-        self.n_evaluated += a as u64;
-        for i in alive {
-            self.combine_row(target, i);
         }
     }
 
-    /// [`Points::evaluate_alive`] when every row is alive: one batched call per component on all rows.
-    fn evaluate_all(&mut self, target: &LinearLogDensity<'_>) {
+    /// Writes component `k`'s value at row `i`, and its gradient from row `j` of the gather buffer.
+    fn set_component_row(&mut self, k: usize, i: usize, log_f: f64, j: usize) {
         let (m, dim) = (self.m, self.dim);
-        for (k, density) in target.components().iter().enumerate() {
-            let xs = BatchRef::new(&self.x, dim);
-            let lf = &mut self.log_f[k * m..(k + 1) * m];
-            if self.with_grad {
-                density.log_prob_and_grad_batch(
-                    xs,
-                    lf,
-                    BatchMut::new(&mut self.grad_f[k * m * dim..(k + 1) * m * dim], dim),
-                );
-            } else {
-                density.log_prob_batch(xs, lf);
-            }
+        self.log_f[k * m + i] = log_f;
+        if self.with_grad {
+            let dst = (k * m + i) * dim;
+            self.grad_f[dst..dst + dim].copy_from_slice(&self.gather_grad[j * dim..(j + 1) * dim]);
         }
-        self.n_evaluated += m as u64;
-        for i in 0..m {
+    }
+
+    /// The second half of an evaluation: counts the alive rows as evaluated and recomputes their `log π` and
+    /// `∇ log π` from the (now complete) component caches.
+    pub fn finish_evaluation(&mut self, target: &LinearLogDensity<'_>) {
+        let alive: Vec<usize> = (0..self.m).filter(|&i| self.alive[i]).collect();
+        self.n_evaluated += alive.len() as u64;
+        for i in alive {
             self.combine_row(target, i);
         }
     }
@@ -199,6 +212,60 @@ impl Points {
                 g[i * dim..(i + 1) * dim].copy_from_slice(&self.grad_f[src..src + dim]);
             }
         }
+    }
+}
+
+/// Evaluates every [`Evaluation::WholeBatch`] component of `target` at the alive rows of all `chunks` with one
+/// batched call per component, rows in chain order (chunk after chunk), and scatters the values and gradients
+/// back into each chunk's cache. The chunks must come from one state (same dimension, same gradient setting).
+/// Each row gets exactly the value a per-chunk call would give it, so results do not depend on the mode.
+pub(crate) fn evaluate_whole_batch(target: &LinearLogDensity<'_>, chunks: &mut [&mut Points]) {
+    let Some(first) = chunks.first() else { return };
+    let (dim, with_grad) = (first.dim, first.with_grad);
+    let whole: Vec<usize> =
+        (0..target.n_components()).filter(|&k| target.evaluation(k) == Evaluation::WholeBatch).collect();
+    if whole.is_empty() {
+        return;
+    }
+    let mut xs = Vec::new();
+    for pts in chunks.iter() {
+        for i in (0..pts.m).filter(|&i| pts.alive[i]) {
+            xs.extend_from_slice(pts.row(i));
+        }
+    }
+    let n = xs.len() / dim;
+    if n == 0 {
+        return;
+    }
+    let mut log_f = vec![0.0; n];
+    for k in whole {
+        let density = target.components()[k];
+        if with_grad {
+            // The gradients land in each chunk's gather buffer, the row layout `set_component_row` reads.
+            let mut grad = vec![0.0; n * dim];
+            density.log_prob_and_grad_batch(BatchRef::new(&xs, dim), &mut log_f, BatchMut::new(&mut grad, dim));
+            scatter(chunks, k, &log_f, Some(&grad));
+        } else {
+            density.log_prob_batch(BatchRef::new(&xs, dim), &mut log_f);
+            scatter(chunks, k, &log_f, None);
+        }
+    }
+}
+
+/// Writes the whole-batch results of component `k` (alive rows in chain order) back into the chunks.
+fn scatter(chunks: &mut [&mut Points], k: usize, log_f: &[f64], grad: Option<&[f64]>) {
+    let mut j = 0;
+    for pts in chunks.iter_mut() {
+        let dim = pts.dim;
+        let alive: Vec<usize> = (0..pts.m).filter(|&i| pts.alive[i]).collect();
+        pts.gather_grad.clear();
+        if let Some(g) = grad {
+            pts.gather_grad.extend_from_slice(&g[j * dim..(j + alive.len()) * dim]);
+        }
+        for (r, &i) in alive.iter().enumerate() {
+            pts.set_component_row(k, i, log_f[j + r], r);
+        }
+        j += alive.len();
     }
 }
 
