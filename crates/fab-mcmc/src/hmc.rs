@@ -4,9 +4,9 @@ use crate::error::{McmcError, check_step_size};
 use crate::kernel::{ChainInfo, Kernel, StepInfo};
 use crate::leapfrog::{Trajectory, integrate, integrate_in_lockstep, kinetic_energy};
 use crate::points::Points;
+use crate::scratch::{empty_f64, filled_f64, recycle_f64, recycle_rngs, stream_rngs};
 use crate::state::{ChainState, ChunkMut};
 use crate::target::LinearLogDensity;
-use fab_core::stream_rng;
 use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
@@ -138,28 +138,30 @@ impl Hmc {
     ) -> ChunkStart {
         let pts = Points::from_chunk(target, chunk, self.grad_clamp);
         let (m, dim) = (pts.m, pts.dim);
-        let mut rngs: Vec<_> = (0..m).map(|i| stream_rng(seed, (chunk.start + i) as u64)).collect();
-        let mut p = vec![0.0; m * dim];
+        let mut rngs = stream_rngs(seed, chunk.start, m);
+        let mut p = filled_f64(m * dim, 0.0);
         for (rng, pi) in rngs.iter_mut().zip(p.chunks_exact_mut(dim)) {
             for (pd, sm) in pi.iter_mut().zip(sqrt_mass) {
                 *pd = sm * rng.sample::<f64, _>(StandardNormal);
             }
         }
-        let step_sizes: Vec<f64> = if self.step_size_jitter > 0.0 {
-            rngs.iter_mut()
-                .map(|rng| step_size * (1.0 + self.step_size_jitter * (2.0 * rng.random::<f64>() - 1.0)))
-                .collect()
+        let mut step_sizes = empty_f64();
+        if self.step_size_jitter > 0.0 {
+            step_sizes.extend(
+                rngs.iter_mut()
+                    .map(|rng| step_size * (1.0 + self.step_size_jitter * (2.0 * rng.random::<f64>() - 1.0))),
+            );
         } else {
-            vec![step_size; m]
-        };
-        let h_start: Vec<f64> =
-            (0..m).map(|i| -pts.log_pi[i] + kinetic_energy(&p[i * dim..(i + 1) * dim], inv_mass)).collect();
+            step_sizes.resize(m, step_size);
+        }
+        let mut h_start = empty_f64();
+        h_start.extend((0..m).map(|i| -pts.log_pi[i] + kinetic_energy(&p[i * dim..(i + 1) * dim], inv_mass)));
         ChunkStart { trajectory: Trajectory { pts, p, step_sizes }, rngs, h_start }
     }
 
     /// The Metropolis correction of one chunk's integrated trajectories; accepted proposals are stored.
     fn finish_chunk(&self, start: ChunkStart, chunk: &mut ChunkMut<'_>, inv_mass: &[f64]) -> (Vec<ChainInfo>, u64) {
-        let ChunkStart { trajectory: Trajectory { pts, p, .. }, mut rngs, h_start } = start;
+        let ChunkStart { trajectory: Trajectory { pts, p, step_sizes }, mut rngs, h_start } = start;
         let dim = pts.dim;
         let infos = (0..pts.m)
             .map(|i| {
@@ -179,6 +181,8 @@ impl Hmc {
                 ChainInfo { accepted, accept_prob: (-delta_h).exp().min(1.0), divergent: false, energy_error: delta_h }
             })
             .collect();
+        [p, step_sizes, h_start].into_iter().for_each(recycle_f64);
+        recycle_rngs(rngs);
         (infos, pts.n_evaluated)
     }
 

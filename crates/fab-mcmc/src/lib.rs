@@ -56,6 +56,7 @@ mod leapfrog;
 mod metropolis;
 mod points;
 mod sampler;
+mod scratch;
 mod state;
 mod target;
 

@@ -4,9 +4,9 @@ use crate::error::{McmcError, check_step_size};
 use crate::hmc::collect_results;
 use crate::kernel::{ChainInfo, Kernel, StepInfo};
 use crate::points::{Points, evaluate_whole_batch};
+use crate::scratch::{copied_f64, recycle_f64, recycle_rngs, stream_rngs};
 use crate::state::{ChainState, ChunkMut};
 use crate::target::LinearLogDensity;
-use fab_core::stream_rng;
 use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
@@ -43,9 +43,9 @@ struct ChunkProposal {
 /// Draws the proposals of one chunk's chains; rows whose proposal is not finite die.
 fn propose(target: &LinearLogDensity<'_>, chunk: &ChunkMut<'_>, sigma: f64, seed: u64) -> ChunkProposal {
     let mut pts = Points::from_chunk(target, chunk, None);
-    let log_pi_start = pts.log_pi.clone();
+    let log_pi_start = copied_f64(&pts.log_pi);
     let (m, dim) = (pts.m, pts.dim);
-    let mut rngs: Vec<_> = (0..m).map(|i| stream_rng(seed, (chunk.start + i) as u64)).collect();
+    let mut rngs = stream_rngs(seed, chunk.start, m);
     for (rng, x) in rngs.iter_mut().zip(pts.x.chunks_exact_mut(dim)) {
         for xd in x {
             *xd += sigma * rng.sample::<f64, _>(StandardNormal);
@@ -75,6 +75,8 @@ fn accept_or_reject(proposal: ChunkProposal, chunk: &mut ChunkMut<'_>) -> (Vec<C
             ChainInfo { accepted, accept_prob: (-delta_e).exp().min(1.0), divergent: false, energy_error: delta_e }
         })
         .collect();
+    recycle_f64(log_pi_start);
+    recycle_rngs(rngs);
     (infos, pts.n_evaluated)
 }
 

@@ -1,6 +1,7 @@
 //! Chunk-local proposals: positions with their component values and gradients, evaluated in one batched call
 //! per component over the rows that are still alive.
 
+use crate::scratch::{copied_f64, empty_f64, filled_f64, recycle_f64};
 use crate::state::ChunkMut;
 use crate::target::LinearLogDensity;
 use fab_core::{BatchMut, BatchRef, Evaluation};
@@ -35,18 +36,18 @@ impl Points {
         Self {
             dim,
             m,
-            x: vec![0.0; m * dim],
-            log_f: vec![f64::NAN; k * m],
-            grad_f: vec![0.0; k * g],
-            log_pi: vec![f64::NAN; m],
-            grad_pi: vec![0.0; g],
+            x: filled_f64(m * dim, 0.0),
+            log_f: filled_f64(k * m, f64::NAN),
+            grad_f: filled_f64(k * g, 0.0),
+            log_pi: filled_f64(m, f64::NAN),
+            grad_pi: filled_f64(g, 0.0),
             alive: vec![true; m],
             with_grad,
             grad_clamp,
             n_evaluated: 0,
-            gather_x: Vec::new(),
-            gather_log_f: Vec::new(),
-            gather_grad: Vec::new(),
+            gather_x: empty_f64(),
+            gather_log_f: empty_f64(),
+            gather_grad: empty_f64(),
         }
     }
 
@@ -55,21 +56,27 @@ impl Points {
         let (m, dim) = (chunk.len(), target.dim());
         let with_grad = chunk.grad_f.is_some();
         // Built by copying (not zero-filling first): the same values as `empty` + copies, without the memsets.
+        let mut log_f = empty_f64();
+        chunk.log_f.iter().for_each(|lf| log_f.extend_from_slice(lf));
+        let mut grad_f = empty_f64();
+        if let Some(gs) = &chunk.grad_f {
+            gs.iter().for_each(|g| grad_f.extend_from_slice(g));
+        }
         let mut pts = Self {
             dim,
             m,
-            x: chunk.x.to_vec(),
-            log_f: chunk.log_f.concat(),
-            grad_f: chunk.grad_f.as_ref().map(|gs| gs.concat()).unwrap_or_default(),
-            log_pi: vec![f64::NAN; m],
-            grad_pi: vec![0.0; if with_grad { m * dim } else { 0 }],
+            x: copied_f64(chunk.x),
+            log_f,
+            grad_f,
+            log_pi: filled_f64(m, f64::NAN),
+            grad_pi: filled_f64(if with_grad { m * dim } else { 0 }, 0.0),
             alive: vec![true; m],
             with_grad,
             grad_clamp,
             n_evaluated: 0,
-            gather_x: Vec::new(),
-            gather_log_f: Vec::new(),
-            gather_grad: Vec::new(),
+            gather_x: empty_f64(),
+            gather_log_f: empty_f64(),
+            gather_grad: empty_f64(),
         };
         for i in 0..m {
             pts.combine_row(target, i);
@@ -211,6 +218,24 @@ impl Points {
                 let src = (k * m + i) * dim;
                 g[i * dim..(i + 1) * dim].copy_from_slice(&self.grad_f[src..src + dim]);
             }
+        }
+    }
+}
+
+impl Drop for Points {
+    /// Hands the buffers back to this thread's pool for the next chunk.
+    fn drop(&mut self) {
+        for v in [
+            &mut self.x,
+            &mut self.log_f,
+            &mut self.grad_f,
+            &mut self.log_pi,
+            &mut self.grad_pi,
+            &mut self.gather_x,
+            &mut self.gather_log_f,
+            &mut self.gather_grad,
+        ] {
+            recycle_f64(std::mem::take(v));
         }
     }
 }
