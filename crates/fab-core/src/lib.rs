@@ -21,6 +21,11 @@ pub mod gradcheck;
 pub mod numerics;
 pub mod rng;
 
+/// The README's quick start, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use batch::{Batch, BatchMut, BatchRef};
 pub use counting::{Counted, EvalCounts};
 pub use density::{Evaluation, ExactSampler, LogDensity, Proposal};
