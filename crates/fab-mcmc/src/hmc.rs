@@ -145,7 +145,7 @@ impl Hmc {
                 *pd = sm * rng.sample::<f64, _>(StandardNormal);
             }
         }
-        let mut step_sizes = empty_f64();
+        let mut step_sizes = empty_f64(m);
         if self.step_size_jitter > 0.0 {
             step_sizes.extend(
                 rngs.iter_mut()
@@ -154,7 +154,7 @@ impl Hmc {
         } else {
             step_sizes.resize(m, step_size);
         }
-        let mut h_start = empty_f64();
+        let mut h_start = empty_f64(m);
         h_start.extend((0..m).map(|i| -pts.log_pi[i] + kinetic_energy(&p[i * dim..(i + 1) * dim], inv_mass)));
         ChunkStart { trajectory: Trajectory { pts, p, step_sizes }, rngs, h_start }
     }

@@ -45,9 +45,9 @@ impl Points {
             with_grad,
             grad_clamp,
             n_evaluated: 0,
-            gather_x: empty_f64(),
-            gather_log_f: empty_f64(),
-            gather_grad: empty_f64(),
+            gather_x: Vec::new(),
+            gather_log_f: Vec::new(),
+            gather_grad: Vec::new(),
         }
     }
 
@@ -56,9 +56,9 @@ impl Points {
         let (m, dim) = (chunk.len(), target.dim());
         let with_grad = chunk.grad_f.is_some();
         // Built by copying (not zero-filling first): the same values as `empty` + copies, without the memsets.
-        let mut log_f = empty_f64();
+        let mut log_f = empty_f64(chunk.log_f.len() * m);
         chunk.log_f.iter().for_each(|lf| log_f.extend_from_slice(lf));
-        let mut grad_f = empty_f64();
+        let mut grad_f = empty_f64(chunk.grad_f.as_ref().map_or(0, |gs| gs.len() * m * dim));
         if let Some(gs) = &chunk.grad_f {
             gs.iter().for_each(|g| grad_f.extend_from_slice(g));
         }
@@ -74,9 +74,9 @@ impl Points {
             with_grad,
             grad_clamp,
             n_evaluated: 0,
-            gather_x: empty_f64(),
-            gather_log_f: empty_f64(),
-            gather_grad: empty_f64(),
+            gather_x: Vec::new(),
+            gather_log_f: Vec::new(),
+            gather_grad: Vec::new(),
         };
         for i in 0..m {
             pts.combine_row(target, i);
@@ -131,14 +131,13 @@ impl Points {
             }
             return;
         }
-        let alive: Vec<usize> = (0..m).filter(|&i| self.alive[i]).collect();
-        let a = alive.len();
+        let a = self.alive.iter().filter(|&&alive| alive).count();
         if a == 0 {
             return;
         }
         // Some rows are dead: gather the alive ones into a contiguous batch.
         self.gather_x.clear();
-        for &i in &alive {
+        for i in (0..m).filter(|&i| self.alive[i]) {
             self.gather_x.extend_from_slice(&self.x[i * dim..(i + 1) * dim]);
         }
         self.gather_log_f.resize(a, 0.0);
@@ -150,8 +149,12 @@ impl Points {
             } else {
                 density.log_prob_batch(xs, &mut self.gather_log_f);
             }
-            for (j, &i) in alive.iter().enumerate() {
-                self.set_component_row(k, i, self.gather_log_f[j], j);
+            let mut j = 0;
+            for i in 0..m {
+                if self.alive[i] {
+                    self.set_component_row(k, i, self.gather_log_f[j], j);
+                    j += 1;
+                }
             }
         }
     }
@@ -168,11 +171,16 @@ impl Points {
 
     /// The second half of an evaluation: counts the alive rows as evaluated and recomputes their `log π` and
     /// `∇ log π` from the (now complete) component caches.
+    ///
+    /// It allocates nothing: it runs once per chunk and leapfrog step, and an allocation there (a collected index
+    /// list growing by `realloc`) contended for glibc's arena lock between the two threads of the scaling bench.
     pub fn finish_evaluation(&mut self, target: &LinearLogDensity<'_>) {
-        let alive: Vec<usize> = (0..self.m).filter(|&i| self.alive[i]).collect();
-        self.n_evaluated += alive.len() as u64;
-        for i in alive {
-            self.combine_row(target, i);
+        for i in 0..self.m {
+            // `combine_row(i)` may kill row `i` only, so testing `alive[i]` here is testing it before any combine.
+            if self.alive[i] {
+                self.n_evaluated += 1;
+                self.combine_row(target, i);
+            }
         }
     }
 
@@ -282,15 +290,19 @@ fn scatter(chunks: &mut [&mut Points], k: usize, log_f: &[f64], grad: Option<&[f
     let mut j = 0;
     for pts in chunks.iter_mut() {
         let dim = pts.dim;
-        let alive: Vec<usize> = (0..pts.m).filter(|&i| pts.alive[i]).collect();
+        let n_alive = pts.alive.iter().filter(|&&alive| alive).count();
         pts.gather_grad.clear();
         if let Some(g) = grad {
-            pts.gather_grad.extend_from_slice(&g[j * dim..(j + alive.len()) * dim]);
+            pts.gather_grad.extend_from_slice(&g[j * dim..(j + n_alive) * dim]);
         }
-        for (r, &i) in alive.iter().enumerate() {
-            pts.set_component_row(k, i, log_f[j + r], r);
+        let mut r = 0;
+        for i in 0..pts.m {
+            if pts.alive[i] {
+                pts.set_component_row(k, i, log_f[j + r], r);
+                r += 1;
+            }
         }
-        j += alive.len();
+        j += n_alive;
     }
 }
 

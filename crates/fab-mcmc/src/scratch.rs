@@ -1,11 +1,12 @@
 //! Per-thread pools of the buffers a transition needs, so that the many-chain loop does not allocate.
 //!
-//! Why: every transition used to allocate and free each chunk's buffers (positions, gradients, momenta, random
-//! streams: ~60 KB per 64 chains of dimension 16). glibc then returns the freed top of a thread's heap to the
-//! OS and takes it back on the next transition; with two threads each of those page-table changes costs a TLB
-//! shootdown of the other core, and in a VM that is dear. Measured on the 16-D Many Well bench (1000 chains,
-//! 10 leapfrog steps, 2 cores, `benches/scaling.rs`), it held the 1 → 2 thread speed-up well below 1.8×.
-//! Pooled buffers are always refilled before use, so reuse never changes a result.
+//! Why: each chunk of each transition needs positions, gradients, momenta and random streams (~60 KB per 64
+//! chains of dimension 16). Allocated afresh, they go through glibc's allocator every transition; with two threads
+//! an allocator call can wait on an arena lock held by the other thread (seen with `perf`: a `realloc` in the
+//! leapfrog loop put both threads of `benches/scaling.rs` to sleep on `__lll_lock_wait_private` and cost the
+//! whole 2-thread speed-up), and freed heap tops are returned to the OS and faulted back in. Buffers are taken
+//! best-fit, so refilling never reallocates once warm, and always refilled before use, so reuse never changes a
+//! result.
 
 use fab_core::{StreamRng, stream_rng};
 use std::cell::RefCell;
@@ -18,21 +19,31 @@ thread_local! {
     static RNG_POOL: RefCell<Vec<Vec<StreamRng>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An empty vector, with the capacity of a recycled one when this thread has one.
-pub(crate) fn empty_f64() -> Vec<f64> {
-    F64_POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default()
+/// An empty vector with capacity for `len` values: the recycled one of this thread that fits best (the
+/// smallest that is large enough), so that refilling it never reallocates once the pool has warmed up.
+pub(crate) fn empty_f64(len: usize) -> Vec<f64> {
+    F64_POOL.with(|p| {
+        let mut pool = p.borrow_mut();
+        let best = (0..pool.len())
+            .filter(|&i| pool[i].capacity() >= len)
+            .min_by_key(|&i| pool[i].capacity())
+            .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()));
+        let mut v = best.map(|i| pool.swap_remove(i)).unwrap_or_default();
+        v.reserve(len);
+        v
+    })
 }
 
 /// `len` copies of `value` in a recycled vector.
 pub(crate) fn filled_f64(len: usize, value: f64) -> Vec<f64> {
-    let mut v = empty_f64();
+    let mut v = empty_f64(len);
     v.resize(len, value);
     v
 }
 
 /// A copy of `src` in a recycled vector.
 pub(crate) fn copied_f64(src: &[f64]) -> Vec<f64> {
-    let mut v = empty_f64();
+    let mut v = empty_f64(src.len());
     v.extend_from_slice(src);
     v
 }
