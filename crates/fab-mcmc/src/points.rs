@@ -260,7 +260,9 @@ pub(crate) fn evaluate_whole_batch(target: &LinearLogDensity<'_>, chunks: &mut [
     if whole.is_empty() {
         return;
     }
-    let mut xs = Vec::new();
+    // Sized up front: growing it would `realloc` once per step (see `finish_evaluation` on why that matters).
+    let n_alive: usize = chunks.iter().map(|pts| pts.alive.iter().filter(|&&a| a).count()).sum();
+    let mut xs = Vec::with_capacity(n_alive * dim);
     for pts in chunks.iter() {
         for i in (0..pts.m).filter(|&i| pts.alive[i]) {
             xs.extend_from_slice(pts.row(i));
