@@ -1,7 +1,7 @@
 //! Points that must not enter AIS even where the densities are finite: non-finite coordinates, coordinates beyond
 //! the support bound, or points a caller's predicate rejects. They are made outside the support of the target.
 
-use fab_core::{BatchMut, BatchRef, LogDensity};
+use fab_core::{BatchMut, BatchRef, Evaluation, LogDensity};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A target density restricted to the valid points: `log p = −∞` (gradient 0) elsewhere, so a draw there is
@@ -44,6 +44,9 @@ impl<'a> Restricted<'a> {
 impl LogDensity for Restricted<'_> {
     fn dim(&self) -> usize {
         self.inner.dim()
+    }
+    fn evaluation(&self) -> Evaluation {
+        self.inner.evaluation()
     }
     fn log_prob(&self, x: &[f64]) -> f64 {
         if self.valid(x) { self.inner.log_prob(x) } else { f64::NEG_INFINITY }

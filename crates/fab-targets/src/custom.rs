@@ -2,7 +2,7 @@
 //! validity predicate) without a trait impl.
 
 use crate::target::{Moments, Target, TestFunction};
-use fab_core::{BatchMut, BatchRef, ExactSampler, LogDensity};
+use fab_core::{BatchMut, BatchRef, Evaluation, ExactSampler, LogDensity};
 use std::sync::Arc;
 
 /// A shared validity predicate of a point.
@@ -86,6 +86,9 @@ impl<D: LogDensity> CustomTarget<D> {
 impl<D: LogDensity> LogDensity for CustomTarget<D> {
     fn dim(&self) -> usize {
         self.density.dim()
+    }
+    fn evaluation(&self) -> Evaluation {
+        self.density.evaluation()
     }
     fn log_prob(&self, x: &[f64]) -> f64 {
         self.density.log_prob(x)

@@ -172,3 +172,26 @@ fn a_custom_target_declares_only_what_it_is_given() {
     assert!(full.point_is_valid(&[9.0, -9.0]) && !full.point_is_valid(&[11.0, 0.0]));
     assert_eq!(full.log_prob(&[0.5, 0.5]), DiagGaussian::standard(2).log_prob(&[0.5, 0.5]));
 }
+
+#[test]
+fn a_custom_target_forwards_how_its_density_wants_to_be_evaluated() {
+    use fab_core::{Evaluation, LogDensity};
+    use fab_targets::CustomTarget;
+    struct Python;
+    impl LogDensity for Python {
+        fn dim(&self) -> usize {
+            1
+        }
+        fn evaluation(&self) -> Evaluation {
+            Evaluation::WholeBatch
+        }
+        fn log_prob(&self, x: &[f64]) -> f64 {
+            -x[0] * x[0]
+        }
+        fn log_prob_and_grad(&self, x: &[f64], g: &mut [f64]) -> f64 {
+            g[0] = -2.0 * x[0];
+            self.log_prob(x)
+        }
+    }
+    assert_eq!(CustomTarget::new("py", Python).evaluation(), Evaluation::WholeBatch);
+}
