@@ -79,7 +79,7 @@ impl AisConfig {
             n_intermediate: 2,
             schedule: BetaSchedule::Linear,
             alpha: 1.0,
-            transition: Transition::Hmc(Hmc::new(5).with_grad_clamp(1e4)),
+            transition: Transition::Hmc(Hmc::without_jitter(5).with_grad_clamp(1e4)),
             transitions_per_beta: 1,
             step_size_rule: StepSizeRule::Fab(FabRule::Fab2021),
             initial_step_size: 1.0,
@@ -93,7 +93,7 @@ impl AisConfig {
         Self {
             n_intermediate: 4,
             alpha: 2.0,
-            transition: Transition::Hmc(Hmc::new(5).with_grad_clamp(1e3)),
+            transition: Transition::Hmc(Hmc::without_jitter(5).with_grad_clamp(1e3)),
             step_size_rule: StepSizeRule::Fab(FabRule::Iclr),
             ..Self::fab_2021()
         }

@@ -53,11 +53,15 @@ mod error;
 mod hmc;
 mod kernel;
 mod leapfrog;
+mod metric;
 mod metropolis;
+mod nuts;
 mod points;
+mod rank_diagnostics;
 mod sampler;
 mod state;
 mod target;
+mod warmup;
 
 pub use adapt::{
     Adapter, DualAveraging, FAB_COMMON_INIT_WEIGHT, FAB_TARGET_ACCEPT, FabRule, StepSizes, exp_log_mean_exp_accept,
@@ -65,11 +69,17 @@ pub use adapt::{
 };
 pub use diagnostics::{effective_sample_size, split_r_hat};
 pub use error::McmcError;
-pub use hmc::Hmc;
-pub use kernel::{ChainInfo, Kernel, StepInfo};
+pub use hmc::{DEFAULT_STEP_SIZE_JITTER, Hmc};
+pub use kernel::{ChainInfo, Kernel, StepInfo, TreeInfo};
 pub use leapfrog::PhaseBatch;
+pub use metric::{InverseMetric, MetricForm};
 pub use metropolis::RandomWalkMetropolis;
+pub use nuts::Nuts;
 pub use points::clamp_gradient;
+pub use rank_diagnostics::{
+    ess_bulk, ess_mean, ess_tail, mcse_mean, normal_quantile, rank_normalize, rank_normalized_split_r_hat,
+};
 pub use sampler::{Sampler, Trace};
 pub use state::{ChainState, DEFAULT_CHUNK_SIZE};
 pub use target::LinearLogDensity;
+pub use warmup::{WarmupSchedule, Welford, WindowedAdaptation};
