@@ -60,6 +60,7 @@ mod points;
 mod rank_diagnostics;
 mod sampler;
 mod state;
+mod summary;
 mod target;
 mod warmup;
 
@@ -81,5 +82,6 @@ pub use rank_diagnostics::{
 };
 pub use sampler::{Sampler, Trace};
 pub use state::{ChainState, DEFAULT_CHUNK_SIZE};
+pub use summary::{NpyExportError, Summary, SummaryRow, write_draws_npy};
 pub use target::LinearLogDensity;
 pub use warmup::{WarmupSchedule, Welford, WindowedAdaptation};

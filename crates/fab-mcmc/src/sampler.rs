@@ -77,6 +77,14 @@ impl Trace {
     pub fn ess(&self) -> Vec<f64> {
         (0..self.dim).map(|d| effective_sample_size(&self.all_series(d))).collect()
     }
+    /// ArviZ-style diagnostics of every coordinate; print it for the table.
+    pub fn summary(&self) -> crate::summary::Summary {
+        crate::summary::Summary::of(self)
+    }
+    /// Writes the draws as a `(chain, draw, dim)` `.npy` array.
+    pub fn write_npy(&self, path: impl AsRef<std::path::Path>) -> Result<(), crate::summary::NpyExportError> {
+        crate::summary::write_draws_npy(self, path.as_ref())
+    }
     /// The statistics of chain `chain` at draw `t` (NUTS kernels only).
     pub fn tree(&self, t: usize, chain: usize) -> Option<&TreeInfo> {
         self.trees.get(t * self.n_chains + chain)
