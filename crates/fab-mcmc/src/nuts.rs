@@ -300,6 +300,25 @@ fn log_add_exp(a: f64, b: f64) -> f64 {
     if m == f64::NEG_INFINITY { m } else { m + ((a - m).exp() + (b - m).exp()).ln() }
 }
 
+/// The buffers of one transition. They are reused by later transitions on the same thread: every buffer is
+/// written before it is read, so reuse saves allocations and changes no result.
+struct Workspace {
+    dim: usize,
+    n_components: usize,
+    fwd: Phase,
+    bwd: Phase,
+    draw: Phase,
+    rho: Vec<f64>,
+    p_near: Vec<f64>,
+    v_near: Vec<f64>,
+    sub: Subtree,
+    scratch: Vec<(Subtree, Subtree)>,
+}
+
+thread_local! {
+    static WORKSPACES: std::cell::RefCell<Vec<Workspace>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// What every chain's transition shares.
 struct Context<'c, 't> {
     target: &'c LinearLogDensity<'t>,
@@ -345,16 +364,21 @@ impl Context<'_, '_> {
         }
     }
 
-    /// The chain's current point (from the cache; no evaluation), momentum not yet drawn.
-    fn phase_of(&self, chain: &ChainView<'_>) -> Phase {
+    /// Loads the chain's current point into `z` (from the cache; no evaluation), momentum not yet drawn.
+    fn load_phase(&self, chain: &ChainView<'_>, z: &mut Phase) {
         let d = self.target.dim();
-        let mut z = self.new_phase();
         z.x.copy_from_slice(chain.x);
         for (k, lf) in chain.log_f.iter().enumerate() {
             z.log_f[k] = **lf;
             z.grad_f[k * d..(k + 1) * d].copy_from_slice(chain.grad_f[k]);
         }
-        self.combine(&mut z);
+        self.combine(z);
+    }
+
+    /// The chain's current point as a new phase.
+    fn phase_of(&self, chain: &ChainView<'_>) -> Phase {
+        let mut z = self.new_phase();
+        self.load_phase(chain, &mut z);
         z
     }
 
@@ -477,49 +501,75 @@ impl Context<'_, '_> {
 
     /// One NUTS transition of one chain: `(record, tree statistics, points evaluated)`.
     fn transition(&self, chain: &mut ChainView<'_>, seed: u64) -> (ChainInfo, TreeInfo, u64) {
+        let (d, k) = (self.target.dim(), self.target.n_components());
+        let mut ws = WORKSPACES
+            .with(|w| w.borrow_mut().pop())
+            .filter(|w| w.dim == d && w.n_components == k)
+            .unwrap_or_else(|| self.new_workspace());
+        let out = self.transition_in(chain, seed, &mut ws);
+        WORKSPACES.with(|w| w.borrow_mut().push(ws));
+        out
+    }
+
+    fn new_workspace(&self) -> Workspace {
+        let d = self.target.dim();
+        Workspace {
+            dim: d,
+            n_components: self.target.n_components(),
+            fwd: self.new_phase(),
+            bwd: self.new_phase(),
+            draw: self.new_phase(),
+            rho: vec![0.0; d],
+            p_near: vec![0.0; d],
+            v_near: vec![0.0; d],
+            sub: self.new_subtree(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// [`Context::transition`] with the buffers of `ws`.
+    fn transition_in(&self, chain: &mut ChainView<'_>, seed: u64, ws: &mut Workspace) -> (ChainInfo, TreeInfo, u64) {
         let mut rng = stream_rng(seed, chain.index as u64);
-        let mut z0 = self.phase_of(chain);
-        if !z0.log_pi.is_finite() {
+        let Workspace { fwd, bwd, draw, rho, p_near, v_near, sub, scratch, .. } = ws;
+        self.load_phase(chain, draw);
+        if !draw.log_pi.is_finite() {
             // A chain parked at an invalid point cannot move (there is no finite H₀ to weigh against).
             let tree = TreeInfo { depth: 0, n_leapfrog: 0, divergent: true, energy: f64::NAN, accept_stat: 0.0 };
             return (ChainInfo::invalid(f64::NAN), tree, 0);
         }
-        self.metric.sample_momentum(&mut rng, &mut z0.p);
-        self.metric.velocity(&z0.p, &mut z0.v);
-        let h0 = z0.hamiltonian();
+        self.metric.sample_momentum(&mut rng, &mut draw.p);
+        self.metric.velocity(&draw.p, &mut draw.v);
+        let h0 = draw.hamiltonian();
         let mut totals = Totals { rng, n_leapfrog: 0, sum_accept: 0.0, divergent: false, n_evaluated: 0, h0 };
-        let (mut fwd, mut bwd) = (z0.clone(), z0.clone());
-        let mut rho = z0.p.clone();
-        let (mut p_near, mut v_near) = (z0.p.clone(), z0.v.clone());
-        let mut draw = z0;
+        fwd.copy_from(draw);
+        bwd.copy_from(draw);
+        rho.copy_from_slice(&draw.p);
         let mut moved = false;
         let mut log_sum_w = 0.0;
-        let mut sub = self.new_subtree();
-        let mut scratch: Vec<(Subtree, Subtree)> = Vec::new();
         let mut depth = 0usize;
         while depth < self.nuts.max_depth as usize {
             let forward = totals.rng.random::<bool>();
-            let (tip, far) = if forward { (&mut fwd, &bwd) } else { (&mut bwd, &fwd) };
+            let (tip, far) = if forward { (&mut *fwd, &*bwd) } else { (&mut *bwd, &*fwd) };
             let dir = if forward { 1.0 } else { -1.0 };
             p_near.copy_from_slice(&tip.p);
             v_near.copy_from_slice(&tip.v);
             while scratch.len() < depth {
                 scratch.push((self.new_subtree(), self.new_subtree()));
             }
-            if !self.build_tree(depth, dir, tip, &mut sub, &mut scratch[..depth], &mut totals) {
+            if !self.build_tree(depth, dir, tip, sub, &mut scratch[..depth], &mut totals) {
                 break;
             }
             depth += 1;
             // Biased progressive sampling at the top level: the new half wins with probability min(1, w_new/w_old).
             if sub.log_sum_w > log_sum_w || totals.rng.random::<f64>().ln() < sub.log_sum_w - log_sum_w {
-                std::mem::swap(&mut draw, &mut sub.draw);
+                std::mem::swap(draw, &mut sub.draw);
                 moved = true;
             }
             log_sum_w = log_add_exp(log_sum_w, sub.log_sum_w);
             // The old trajectory T (far end `far`, near end p/v_near) merged with the new subtree S.
-            let turn_free = no_u_turn_on_sum(&far.v, &sub.v_end, &rho, &sub.rho)
-                && no_u_turn_on_sum(&far.v, &sub.v_beg, &rho, &sub.p_beg)
-                && no_u_turn_on_sum(&v_near, &sub.v_end, &sub.rho, &p_near);
+            let turn_free = no_u_turn_on_sum(&far.v, &sub.v_end, rho, &sub.rho)
+                && no_u_turn_on_sum(&far.v, &sub.v_beg, rho, &sub.p_beg)
+                && no_u_turn_on_sum(v_near, &sub.v_end, &sub.rho, p_near);
             rho.iter_mut().zip(&sub.rho).for_each(|(r, s)| *r += s);
             if !turn_free {
                 break;
