@@ -26,6 +26,8 @@ pub enum Transition {
     Hmc(Hmc),
     /// Random-walk Metropolis (ICLR GMM: σ = 5, fixed).
     Metropolis,
+    /// NUTS (not used by the papers): one tree per transition, its step size from the step-size rule.
+    Nuts(fab_mcmc::Nuts),
 }
 
 /// How the step size of each intermediate distribution adapts during training.

@@ -116,6 +116,7 @@ impl Ais {
         let kernel: &dyn Kernel = match &cfg.transition {
             Transition::Hmc(hmc) => hmc,
             Transition::Metropolis => &RandomWalkMetropolis,
+            Transition::Nuts(nuts) => nuts,
         };
         let q_as_density: &dyn LogDensity = proposal;
         let mut annealed = LinearLogDensity::new(vec![q_as_density, target], vec![1.0, 0.0])?;
