@@ -26,6 +26,8 @@ pub enum Transition {
     Hmc(Hmc),
     /// Random-walk Metropolis (ICLR GMM: σ = 5, fixed).
     Metropolis,
+    /// NUTS (not used by the papers): one tree per transition, its step size from the step-size rule.
+    Nuts(fab_mcmc::Nuts),
 }
 
 /// How the step size of each intermediate distribution adapts during training.
@@ -83,7 +85,7 @@ impl AisConfig {
             n_intermediate: 2,
             schedule: BetaSchedule::Linear,
             alpha: 1.0,
-            transition: Transition::Hmc(Hmc::new(5).with_grad_clamp(1e4)),
+            transition: Transition::Hmc(Hmc::without_jitter(5).with_grad_clamp(1e4)),
             transitions_per_beta: 1,
             step_size_rule: StepSizeRule::Fab(FabRule::Fab2021),
             initial_step_size: 1.0,
@@ -98,7 +100,7 @@ impl AisConfig {
         Self {
             n_intermediate: 4,
             alpha: 2.0,
-            transition: Transition::Hmc(Hmc::new(5).with_grad_clamp(1e3)),
+            transition: Transition::Hmc(Hmc::without_jitter(5).with_grad_clamp(1e3)),
             step_size_rule: StepSizeRule::Fab(FabRule::Iclr),
             ..Self::fab_2021()
         }

@@ -135,6 +135,7 @@ impl Ais {
         let kernel: &dyn Kernel = match &cfg.transition {
             Transition::Hmc(hmc) => hmc,
             Transition::Metropolis => &RandomWalkMetropolis,
+            Transition::Nuts(nuts) => nuts,
         };
         let q_as_density: &dyn LogDensity = proposal;
         let restricted = Restricted::new(target, cfg.support_bound, is_valid);

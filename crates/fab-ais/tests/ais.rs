@@ -380,7 +380,7 @@ fn presets_match_the_papers() {
     let f21 = AisConfig::fab_2021().check().unwrap();
     assert_eq!(f21.betas(), &[0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0]);
     assert_eq!(f21.config().step_size_rule, StepSizeRule::Fab(FabRule::Fab2021));
-    assert_eq!(f21.config().transition, Transition::Hmc(Hmc::new(5).with_grad_clamp(1e4)));
+    assert_eq!(f21.config().transition, Transition::Hmc(Hmc::without_jitter(5).with_grad_clamp(1e4)));
     assert_eq!((f21.config().alpha, f21.initial_step_sizes().step_size(0)), (1.0, 1.0));
     let mw = AisConfig::iclr_hmc().check().unwrap();
     assert_eq!(mw.betas().len(), 6);

@@ -35,7 +35,8 @@ fn many_well_chains() -> (&'static ManyWell, ChainState, ThreadPool) {
 #[bench::many_well_d16_128_chains_5_leapfrog(setup = many_well_chains)]
 fn hmc_transition((target, mut state, pool): (&'static ManyWell, ChainState, ThreadPool)) -> (ChainState, StepInfo) {
     let density = LinearLogDensity::single(target);
-    let info = pool.install(|| Hmc::new(5).step(&density, &mut state, black_box(0.1), 7).expect("valid settings"));
+    let info =
+        pool.install(|| Hmc::without_jitter(5).step(&density, &mut state, black_box(0.1), 7).expect("valid settings"));
     (state, info)
 }
 

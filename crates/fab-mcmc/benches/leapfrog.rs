@@ -19,7 +19,7 @@ fn leapfrog(c: &mut Criterion) {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
         let density = LinearLogDensity::single(&target);
         let mut state = ChainState::init(&density, init.clone(), true).expect("dimensions agree");
-        let hmc = Hmc::new(N_LEAPFROG);
+        let hmc = Hmc::without_jitter(N_LEAPFROG);
         let mut t = 0u64;
         group.bench_function(format!("{threads}_threads"), |b| {
             b.iter(|| {

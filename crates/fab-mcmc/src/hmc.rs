@@ -27,10 +27,14 @@ pub struct Hmc {
     /// Energy error above which a proposal counts as divergent (blackjax and fab-jax: 1000).
     pub max_energy_error: f64,
     /// Each chain's step size is drawn uniformly from `ε·[1 − jitter, 1 + jitter]` at every transition
-    /// (0 = off, as in both FAB papers). A fixed `ε·L` can resonate with a period of the target (a Gaussian
-    /// coordinate with `ε·L ≈ 2πσ` never moves); jitter breaks that.
+    /// ([`DEFAULT_STEP_SIZE_JITTER`] unless set; 0 = off, as in both FAB papers, see [`Hmc::without_jitter`]).
+    /// A fixed `ε·L` can resonate with a period of the target (a Gaussian coordinate with `ε·L ≈ 2πσ` never
+    /// moves); jitter breaks that.
     pub step_size_jitter: f64,
 }
+
+/// The step-size jitter of [`Hmc::new`]: step sizes uniform in `ε·[0.5, 1.5]`.
+pub const DEFAULT_STEP_SIZE_JITTER: f64 = 0.5;
 
 impl Default for Hmc {
     fn default() -> Self {
@@ -39,15 +43,27 @@ impl Default for Hmc {
 }
 
 impl Hmc {
-    /// `n_leapfrog` steps, identity mass, no gradient clamp, divergence at `ΔH > 1000`.
+    /// `n_leapfrog` steps, identity mass, no gradient clamp, divergence at `ΔH > 1000`, step-size jitter
+    /// [`DEFAULT_STEP_SIZE_JITTER`] (safe for users: no resonance of `ε·L` with the target).
     pub fn new(n_leapfrog: usize) -> Self {
-        Self { n_leapfrog, mass_diag: None, grad_clamp: None, max_energy_error: 1000.0, step_size_jitter: 0.0 }
+        Self {
+            n_leapfrog,
+            mass_diag: None,
+            grad_clamp: None,
+            max_energy_error: 1000.0,
+            step_size_jitter: DEFAULT_STEP_SIZE_JITTER,
+        }
+    }
+
+    /// [`Hmc::new`] with a fixed step size (no jitter), as both FAB papers run HMC inside AIS.
+    pub fn without_jitter(n_leapfrog: usize) -> Self {
+        Self::new(n_leapfrog).with_step_size_jitter(0.0)
     }
 
     /// The Metropolis-adjusted Langevin algorithm: HMC with one leapfrog step is MALA with the same step size
     /// (the proposal `x + ε²/2·∇log π + ε·z` and the HMC energy test equal MALA's proposal-density ratio).
     pub fn mala() -> Self {
-        Self::new(1)
+        Self::without_jitter(1)
     }
 
     /// Sets the diagonal of the mass matrix.

@@ -1,6 +1,7 @@
 //! The transition-kernel trait and the per-transition diagnostics kernels return apart from the chain state.
 
 use crate::error::McmcError;
+use crate::metric::{InverseMetric, MetricForm};
 use crate::state::ChainState;
 use crate::target::LinearLogDensity;
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,22 @@ impl StepInfo {
     }
 }
 
+/// What a NUTS tree did for one chain in one transition (Stan's `treedepth__`, `n_leapfrog__`, `divergent__`,
+/// `energy__`, `accept_stat__`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TreeInfo {
+    /// Number of doublings of the trajectory.
+    pub depth: u32,
+    /// Leapfrog steps taken (gradient evaluations).
+    pub n_leapfrog: u32,
+    /// A leapfrog step's energy error exceeded the limit (or was not finite).
+    pub divergent: bool,
+    /// The Hamiltonian `H` at the draw (its momentum included).
+    pub energy: f64,
+    /// Mean of `min(1, exp(H₀ − H))` over the trajectory's points: the statistic step-size adaptation targets.
+    pub accept_stat: f64,
+}
+
 /// A Markov transition that leaves `target` invariant and advances every chain of a [`ChainState`] in place.
 ///
 /// Structural choices (number of leapfrog steps, mass, ...) live in `self`; the tunable step size is passed on
@@ -77,4 +94,41 @@ pub trait Kernel: Send + Sync {
         step_size: f64,
         seed: u64,
     ) -> Result<StepInfo, McmcError>;
+
+    /// [`Kernel::step`] with per-chain tree statistics; kernels without trees (HMC, Metropolis) return none.
+    fn step_with_trees(
+        &self,
+        target: &LinearLogDensity<'_>,
+        state: &mut ChainState,
+        step_size: f64,
+        seed: u64,
+    ) -> Result<(StepInfo, Vec<TreeInfo>), McmcError> {
+        self.step(target, state, step_size, seed).map(|info| (info, Vec::new()))
+    }
+
+    /// The form of mass matrix a warm-up may adapt, or `None` if the kernel has no adaptable metric.
+    fn adaptable_metric(&self) -> Option<MetricForm> {
+        None
+    }
+
+    /// Replaces the inverse mass matrix (kernels with an adaptable metric only).
+    fn set_inverse_metric(&mut self, metric: InverseMetric) -> Result<(), McmcError> {
+        let _ = metric;
+        Err(McmcError::InvalidParameter {
+            field: "inverse_metric",
+            reason: "this kernel has no adaptable metric".into(),
+        })
+    }
+
+    /// A starting step size for adaptation near `step_size` (Stan's heuristic for NUTS); by default `step_size`.
+    fn initial_step_size(
+        &self,
+        target: &LinearLogDensity<'_>,
+        state: &mut ChainState,
+        step_size: f64,
+        seed: u64,
+    ) -> Result<f64, McmcError> {
+        let _ = (target, state, seed);
+        Ok(step_size)
+    }
 }

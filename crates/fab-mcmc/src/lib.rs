@@ -3,10 +3,11 @@
 //!
 //! # Sampling your own density
 //! Implement [`fab_core::LogDensity`] and hand it to a [`Sampler`]; here a banana,
-//! `x₀ ~ N(0, 1)`, `x₁ | x₀ ~ N(x₀², ½²)`:
+//! `x₀ ~ N(0, 1)`, `x₁ | x₀ ~ N(x₀², ½²)`. The default, [`Sampler::nuts`], is NUTS with a diagonal mass matrix
+//! adapted by Stan's windowed warm-up:
 //! ```
 //! use fab_core::{Batch, LogDensity};
-//! use fab_mcmc::{Hmc, Sampler};
+//! use fab_mcmc::Sampler;
 //!
 //! struct Banana;
 //! impl LogDensity for Banana {
@@ -19,13 +20,17 @@
 //!     }
 //! }
 //!
-//! let hmc = Hmc::new(10).with_step_size_jitter(0.5);
-//! let trace = Sampler::new(&Banana, hmc, Batch::zeros(16, 2), 42)?.warmup(200)?.sample(500)?;
-//! let (mean, r_hat) = (trace.mean(), trace.split_r_hat());
-//! assert!(mean[0].abs() < 0.2 && (mean[1] - 1.0).abs() < 0.3, "E[x₀] = 0, E[x₁] = 1; got {mean:?}");
-//! assert!(r_hat.iter().all(|r| *r < 1.1), "chains agree: R̂ = {r_hat:?}");
+//! let trace = Sampler::nuts(&Banana, Batch::zeros(8, 2), 42)?.warmup(1000)?.sample(1000)?;
+//! let summary = trace.summary();
+//! println!("{summary}"); // mean, sd, mcse_mean, ess_bulk, ess_tail, r_hat per coordinate, as ArviZ prints them
+//! for (row, truth) in summary.rows.iter().zip([0.0, 1.0]) {
+//!     assert!((row.mean - truth).abs() < 4.0 * row.mcse_mean, "E = {truth}; got {row:?}");
+//!     assert!(row.r_hat < 1.05, "chains agree: {row:?}");
+//! }
 //! # Ok::<(), fab_mcmc::McmcError>(())
 //! ```
+//! Fixed-length HMC ([`Hmc`], step-size jitter on by default) and random-walk Metropolis go through
+//! [`Sampler::new`] with the kernel of your choice.
 //!
 //! # Design
 //! - **Kernels are structural, step sizes are arguments.** [`Hmc`] and [`RandomWalkMetropolis`] hold only what
@@ -45,7 +50,12 @@
 //!   ([`ChainState::with_chunk_size`]); rayon runs chunks in parallel and each chunk makes one *batched* call per
 //!   component per leapfrog step, so a flow evaluates whole matrices. Chain `i` draws from
 //!   `fab_core::stream_rng(seed, i)`: results are bitwise identical for any number of threads.
-//! - **Long-chain diagnostics** for users: [`split_r_hat`] and the autocorrelation-based [`effective_sample_size`].
+//! - **NUTS per chain.** [`Nuts`] builds each chain's tree on its own (trees differ in length), chains in
+//!   parallel with rayon, one random stream per chain, so it is bitwise deterministic for any thread count too.
+//!   It works on any [`LinearLogDensity`] (and so inside AIS) and reports [`TreeInfo`] per draw.
+//! - **Long-chain diagnostics** for users: rank-normalised [`rank_normalized_split_r_hat`], [`ess_bulk`],
+//!   [`ess_tail`], [`mcse_mean`] (as ArviZ computes them), a [`Summary`] table and `.npy` export; the classic
+//!   [`split_r_hat`] and [`effective_sample_size`] remain.
 
 mod adapt;
 mod diagnostics;
@@ -53,12 +63,17 @@ mod error;
 mod hmc;
 mod kernel;
 mod leapfrog;
+mod metric;
 mod metropolis;
+mod nuts;
 mod points;
+mod rank_diagnostics;
 mod sampler;
 mod scratch;
 mod state;
+mod summary;
 mod target;
+mod warmup;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests; // the README's quick start
@@ -69,11 +84,18 @@ pub use adapt::{
 };
 pub use diagnostics::{effective_sample_size, split_r_hat};
 pub use error::McmcError;
-pub use hmc::Hmc;
-pub use kernel::{ChainInfo, Kernel, StepInfo};
+pub use hmc::{DEFAULT_STEP_SIZE_JITTER, Hmc};
+pub use kernel::{ChainInfo, Kernel, StepInfo, TreeInfo};
 pub use leapfrog::PhaseBatch;
+pub use metric::{InverseMetric, MetricForm};
 pub use metropolis::RandomWalkMetropolis;
+pub use nuts::Nuts;
 pub use points::clamp_gradient;
+pub use rank_diagnostics::{
+    ess_bulk, ess_mean, ess_tail, mcse_mean, normal_quantile, rank_normalize, rank_normalized_split_r_hat,
+};
 pub use sampler::{Sampler, Trace};
 pub use state::{ChainState, DEFAULT_CHUNK_SIZE};
+pub use summary::{NpyExportError, Summary, SummaryRow, write_draws_npy};
 pub use target::LinearLogDensity;
+pub use warmup::{WarmupSchedule, Welford, WindowedAdaptation};

@@ -173,7 +173,7 @@ impl Method {
                     StepRule::Fixed => (StepSizeRule::Fixed, GRAD_CLAMP_ICLR),
                 };
                 AisConfig {
-                    transition: fab_ais::Transition::Hmc(Hmc::new(*n_leapfrog).with_grad_clamp(clamp)),
+                    transition: fab_ais::Transition::Hmc(Hmc::without_jitter(*n_leapfrog).with_grad_clamp(clamp)),
                     step_size_rule: rule,
                     initial_step_size: *step_size,
                     ..base
