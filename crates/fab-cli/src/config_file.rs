@@ -13,7 +13,10 @@ pub const DEFAULT_CONFIG_NAME: &str = "configs/mog_fab_2021.ron (built in)";
 pub fn parse(text: &str, name: &str) -> anyhow::Result<TrainConfig> {
     let config: TrainConfig = ron::Options::default().from_str(text).map_err(|e| {
         let pos = e.span.start;
-        anyhow!("{name}:{}:{}: {}", pos.line, pos.col, e.code)
+        match key_of_value_at(text, pos.line, pos.col) {
+            Some(key) => anyhow!("{name}:{}:{}: field `{key}`: {}", pos.line, pos.col, e.code),
+            None => anyhow!("{name}:{}:{}: {}", pos.line, pos.col, e.code),
+        }
     })?;
     if let Err(e) = config.check() {
         let line = field_line(text, &e.field).map(|l| format!(":{l}")).unwrap_or_default();
@@ -26,6 +29,29 @@ pub fn parse(text: &str, name: &str) -> anyhow::Result<TrainConfig> {
 pub fn load(path: &Path) -> anyhow::Result<(TrainConfig, String)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     Ok((parse(&text, &path.display().to_string())?, text))
+}
+
+/// The key whose value is at 1-based `line:col` (a type error points at the value): the identifier before the
+/// nearest `:` looking back, unless a `,` or `(` comes first (then the position is a key or a list item).
+fn key_of_value_at(text: &str, line: usize, col: usize) -> Option<String> {
+    let line_start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let rest = text.get(line_start..)?;
+    let offset = rest.char_indices().nth(col.saturating_sub(1)).map_or(rest.len(), |(i, _)| i);
+    let before = &text[..line_start + offset];
+    let colon = before.rfind([':', ',', '(', '['])?;
+    if !before[colon..].starts_with(':') {
+        return None;
+    }
+    let key: String = before[..colon]
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    (!key.is_empty()).then_some(key)
 }
 
 /// The 1-based line where the last component of a dotted field path first appears as `name:`, if any.
@@ -83,6 +109,11 @@ mod tests {
         let e = parse(&out_of_range, "x.ron").unwrap_err().to_string();
         let line = DEFAULT_CONFIG.lines().position(|l| l.contains("lr: 5e-4")).unwrap() + 1;
         assert_eq!(e, format!("x.ron:{line}: field `optimizer.lr`: must be a positive finite number, got -1"));
+
+        assert!(e.contains("field `batch_size`"), "a type error names the field: {e}");
+        let nested = DEFAULT_CONFIG.replace("n_leapfrog: 5", "n_leapfrog: 5.5");
+        let e = parse(&nested, "x.ron").unwrap_err().to_string();
+        assert!(e.contains("field `n_leapfrog`"), "{e}");
 
         let e = load(Path::new("/nonexistent/fab.ron")).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/fab.ron"), "{e}");

@@ -19,6 +19,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod eval;
 mod fab;
+pub mod limits;
 pub mod metrics;
 pub mod report;
 pub mod run;
