@@ -556,22 +556,36 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Plot window of a 2-D target: the papers' windows where they give one, else the samples' range.
-fn window_2d(spec: &TargetSpec, samples: &[(f64, f64)]) -> ((f64, f64), (f64, f64)) {
+/// Exact draws of a 2-D target for its plot window (seeded, so a figure is reproducible).
+fn exact_samples_2d(target: &dyn fab_targets::Target) -> Vec<(f64, f64)> {
+    let x = target.sample_exact(&mut stream_rng(0, 1), 4000);
+    x.rows().map(|r| (r[0], r[1])).collect()
+}
+
+/// The window every panel of a 2-D figure shares: the papers' windows where they give one, else the central 99.5 %
+/// of the target's exact samples, else of the union of every model's samples, padded by 15 %. A model's own samples
+/// never choose its window, so a collapsed flow looks collapsed.
+fn shared_window_2d(spec: &TargetSpec, exact: &[(f64, f64)], models: &[Vec<(f64, f64)>]) -> ((f64, f64), (f64, f64)) {
     match spec {
-        TargetSpec::Mog5_2021 => ((-25.0, 20.0), (-20.0, 10.0)),
-        TargetSpec::Gmm40Iclr => ((-56.0, 56.0), (-56.0, 56.0)),
-        _ => {
-            let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
-            for &(x, y) in samples.iter().filter(|(x, y)| x.is_finite() && y.is_finite()) {
-                (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
-            }
-            if !(x0 < x1 && y0 < y1) {
-                return ((-5.0, 5.0), (-5.0, 5.0));
-            }
-            let (px, py) = (0.1 * (x1 - x0), 0.1 * (y1 - y0));
-            ((x0 - px, x1 + px), (y0 - py, y1 + py))
+        TargetSpec::Mog5_2021 => return ((-25.0, 20.0), (-20.0, 10.0)),
+        TargetSpec::Gmm40Iclr => return ((-56.0, 56.0), (-56.0, 56.0)),
+        _ => {}
+    }
+    let pts: Vec<(f64, f64)> = if exact.is_empty() { models.concat() } else { exact.to_vec() };
+    let range = |mut v: Vec<f64>| -> Option<(f64, f64)> {
+        v.retain(|x| x.is_finite());
+        if v.is_empty() {
+            return None;
         }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        let (lo, hi) = (at(0.0025), at(0.9975));
+        let pad = 0.15 * (hi - lo).max(1e-9);
+        Some((lo - pad, hi + pad))
+    };
+    match (range(pts.iter().map(|p| p.0).collect()), range(pts.iter().map(|p| p.1).collect())) {
+        (Some(x), Some(y)) => (x, y),
+        _ => ((-5.0, 5.0), (-5.0, 5.0)),
     }
 }
 
@@ -601,18 +615,18 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
     if dim == 2 {
         let target = spec.build().context("building the target of the figure")?;
         let log_p = |x: f64, y: f64| target.log_prob(&[x, y]);
+        let points: Vec<Vec<(f64, f64)>> =
+            samples.iter().map(|(_, x)| x.rows().map(|r| (r[0], r[1])).collect()).collect();
+        let (xr, yr) = shared_window_2d(&spec, &exact_samples_2d(target.as_ref()), &points);
         let panels: Vec<Panel<'_>> = samples
             .iter()
-            .map(|(label, x)| {
-                let pts: Vec<(f64, f64)> = x.rows().map(|r| (r[0], r[1])).collect();
-                let (xr, yr) = window_2d(&spec, &pts);
-                Panel {
-                    title: label.clone(),
-                    x_range: xr,
-                    y_range: yr,
-                    log_density: Some(&log_p),
-                    points: vec![("samples".into(), pts)],
-                }
+            .zip(points)
+            .map(|((label, _), pts)| Panel {
+                title: label.clone(),
+                x_range: xr,
+                y_range: yr,
+                log_density: Some(&log_p),
+                points: vec![("samples".into(), pts)],
             })
             .collect();
         render_grid(&args.out, 1, panels.len(), &panels)?;
@@ -653,4 +667,29 @@ fn plot_many_well(out: &Path, samples: &[(String, fab_core::Batch)]) -> anyhow::
         }
     }
     render_grid(out, samples.len(), PAIRS.len(), &panels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15 item 14: the window of a figure comes from the target, not from a model's samples, so a collapsed
+    /// model (all samples near one point) gets the same window as one that covers the target.
+    #[test]
+    fn every_panel_shares_the_target_window_whatever_its_samples() {
+        let spec = TargetSpec::DiagGaussian { means: vec![0.0, 10.0], stds: vec![1.0, 2.0] };
+        let target = spec.build().unwrap();
+        let exact = exact_samples_2d(target.as_ref());
+        let collapsed: Vec<(f64, f64)> = (0..100).map(|i| (0.001 * i as f64, 10.0)).collect();
+        let wide: Vec<(f64, f64)> = (0..100).map(|i| (i as f64 - 50.0, 10.0 + 0.5 * i as f64)).collect();
+        let a = shared_window_2d(&spec, &exact, std::slice::from_ref(&collapsed));
+        let b = shared_window_2d(&spec, &exact, std::slice::from_ref(&wide));
+        assert_eq!(a, b, "the window follows the samples");
+        let ((x0, x1), (y0, y1)) = a;
+        assert!(x0 < -2.5 && x1 > 2.5 && y0 < 5.0 && y1 > 15.0, "the window does not cover the target: {a:?}");
+        assert!(x0 > -6.0 && x1 < 6.0, "outliers stretched the window: {a:?}");
+        // Without exact samples, the union of all models' samples.
+        let u = shared_window_2d(&spec, &[], &[collapsed, wide]);
+        assert!(u.0.0 < -40.0 && u.0.1 > 40.0, "{u:?}");
+    }
 }

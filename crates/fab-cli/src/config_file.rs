@@ -104,16 +104,15 @@ mod tests {
         let e = parse(&wrong_type, "x.ron").unwrap_err().to_string();
         let line = DEFAULT_CONFIG.lines().position(|l| l.contains("batch_size")).unwrap() + 1;
         assert!(e.starts_with(&format!("x.ron:{line}:")), "{e}");
+        assert!(e.contains("field `batch_size`"), "a type error names the field: {e}");
+        let nested = DEFAULT_CONFIG.replace("n_leapfrog: 5", "n_leapfrog: 5.5");
+        let e = parse(&nested, "x.ron").unwrap_err().to_string();
+        assert!(e.contains("field `n_leapfrog`"), "{e}");
 
         let out_of_range = DEFAULT_CONFIG.replace("lr: 5e-4", "lr: -1.0");
         let e = parse(&out_of_range, "x.ron").unwrap_err().to_string();
         let line = DEFAULT_CONFIG.lines().position(|l| l.contains("lr: 5e-4")).unwrap() + 1;
         assert_eq!(e, format!("x.ron:{line}: field `optimizer.lr`: must be a positive finite number, got -1"));
-
-        assert!(e.contains("field `batch_size`"), "a type error names the field: {e}");
-        let nested = DEFAULT_CONFIG.replace("n_leapfrog: 5", "n_leapfrog: 5.5");
-        let e = parse(&nested, "x.ron").unwrap_err().to_string();
-        assert!(e.contains("field `n_leapfrog`"), "{e}");
 
         let e = load(Path::new("/nonexistent/fab.ron")).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/fab.ron"), "{e}");
