@@ -174,13 +174,14 @@ impl RunDir {
             map.insert("elapsed_s".into(), clock.elapsed_s.into());
             map.insert("train_s".into(), clock.train_s.into());
         }
-        writeln!(self.metrics, "{}", serde_json::to_string(&value)?)?;
+        writeln!(self.metrics, "{}", serde_json::to_string(&value)?)
+            .with_context(|| format!("cannot write {}", self.path.join(METRICS_FILE).display()))?;
         Ok(())
     }
 
     /// Flushes metrics and writes a checkpoint of `run` atomically.
     pub fn checkpoint(&mut self, run: &Run) -> anyhow::Result<()> {
-        self.metrics.flush()?;
+        self.flush()?;
         let data = run.to_checkpoint()?;
         fab_train::checkpoint::save(&self.path.join(CHECKPOINT_FILE), &data)?;
         Ok(())
@@ -188,7 +189,7 @@ impl RunDir {
 
     /// Flushes the metrics file.
     pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.metrics.flush()?;
+        self.metrics.flush().with_context(|| format!("cannot write {}", self.path.join(METRICS_FILE).display()))?;
         Ok(())
     }
 

@@ -167,10 +167,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // Unique per process: two processes writing beside each other never share (or rename away) a temporary file.
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
+    let written = fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    // A failed write (a full disk) leaves the previous checkpoint in place and no partial temporary file.
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(&tmp)(e));
+    }
     fs::rename(&tmp, path).map_err(io_err(path))?;
     Ok(())
 }
