@@ -533,3 +533,45 @@ fn errors_name_the_file_once_and_come_before_the_work() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&dir2).unwrap();
 }
+
+/// Item 3: a second Ctrl-C exits at once (status 130) without waiting for the iteration or writing a checkpoint.
+#[test]
+fn a_second_interrupt_exits_at_once_without_a_checkpoint() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("second-int");
+    // Every iteration ends with a heavy evaluation, so the first interrupt has a long iteration to finish.
+    let config = edited_config(
+        &dir,
+        "slow",
+        &[
+            ("budget: Iterations(200)", "budget: Iterations(1000000)"),
+            ("checkpoint_every: 5", "checkpoint_every: 0"),
+            ("        every: 0", "        every: 1"),
+            ("n_samples: 1000", "n_samples: 400000"),
+        ],
+    );
+    let mut child = fab();
+    child.args(["train", "--quiet", "--out"]).arg(dir.join("runs")).arg(&config);
+    let mut child = child.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut saw = |needle: &str, stderr: &mut BufReader<std::process::ChildStderr>| loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "stderr ended before {needle:?}");
+        if line.contains(needle) {
+            break;
+        }
+    };
+    saw("training mog_kl_2021", &mut stderr);
+    std::thread::sleep(Duration::from_millis(300));
+    send_signal("INT", child.id());
+    saw("interrupt again to exit at once", &mut stderr);
+    send_signal("INT", child.id());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    assert_eq!(status.code(), Some(130), "{status:?}: {rest}");
+    assert!(rest.contains("exiting at once"), "{rest}");
+    assert!(!dir.join("runs/mog_kl_2021-seed2/checkpoint.fab").exists(), "the second interrupt waited for a checkpoint");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
