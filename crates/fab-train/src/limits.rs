@@ -98,9 +98,10 @@ impl MemoryNeeds {
     }
 
     /// Bytes per point of a pass without gradient (sampling, evaluation, AIS): the point, a few copies of it
-    /// (HMC position, momentum, gradient), its densities and one layer's activations at a time.
+    /// (HMC position, momentum, gradient) and its densities. Layer activations are left out: flows evaluate in
+    /// chunks of `fab_flow::CHUNK_ROWS` rows, so they do not grow with the sample count.
     fn bytes_per_sampling_point(&self) -> u64 {
-        F64.saturating_mul(mul(6, self.dim).saturating_add(8).saturating_add(self.hidden_per_layer as u64))
+        F64.saturating_mul(mul(6, self.dim).saturating_add(8))
     }
 
     /// The phase that needs the most memory, as `(field that sets it, bytes)`: a lower estimate (fab needs at
