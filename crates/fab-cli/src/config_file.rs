@@ -13,7 +13,10 @@ pub const DEFAULT_CONFIG_NAME: &str = "configs/mog_fab_2021.ron (built in)";
 pub fn parse_unchecked(text: &str, name: &str) -> anyhow::Result<TrainConfig> {
     ron::Options::default().from_str(text).map_err(|e| {
         let pos = e.span.start;
-        anyhow!("{name}:{}:{}: {}", pos.line, pos.col, e.code)
+        match key_of_value_at(text, pos.line, pos.col) {
+            Some(key) => anyhow!("{name}:{}:{}: field `{key}`: {}", pos.line, pos.col, e.code),
+            None => anyhow!("{name}:{}:{}: {}", pos.line, pos.col, e.code),
+        }
     })
 }
 
@@ -26,15 +29,39 @@ pub fn check(config: TrainConfig, text: &str, name: &str) -> anyhow::Result<Chec
 }
 
 /// Parses and checks config text; `name` is the file shown in errors.
-#[cfg(test)]
-pub fn parse(text: &str, name: &str) -> anyhow::Result<CheckedTrainConfig> {
-    check(parse_unchecked(text, name)?, text, name)
+pub fn parse(text: &str, name: &str) -> anyhow::Result<TrainConfig> {
+    let config = parse_unchecked(text, name)?;
+    check(config.clone(), text, name)?;
+    Ok(config)
 }
 
-/// Reads and parses a config file (values unchecked); returns the config and the file's text.
+/// Reads, parses and checks a config file; returns the config and the file's text.
 pub fn load(path: &Path) -> anyhow::Result<(TrainConfig, String)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    Ok((parse_unchecked(&text, &path.display().to_string())?, text))
+    Ok((parse(&text, &path.display().to_string())?, text))
+}
+
+/// The key whose value is at 1-based `line:col` (a type error points at the value): the identifier before the
+/// nearest `:` looking back, unless a `,` or `(` comes first (then the position is a key or a list item).
+fn key_of_value_at(text: &str, line: usize, col: usize) -> Option<String> {
+    let line_start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let rest = text.get(line_start..)?;
+    let offset = rest.char_indices().nth(col.saturating_sub(1)).map_or(rest.len(), |(i, _)| i);
+    let before = &text[..line_start + offset];
+    let colon = before.rfind([':', ',', '(', '['])?;
+    if !before[colon..].starts_with(':') {
+        return None;
+    }
+    let key: String = before[..colon]
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    (!key.is_empty()).then_some(key)
 }
 
 /// The 1-based line where the last component of a dotted field path first appears as `name:`, if any.
@@ -60,7 +87,7 @@ mod tests {
     #[test]
     fn the_default_config_is_valid() {
         let c = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
-        assert_eq!(c.config().name, "mog_fab_2021");
+        assert_eq!(c.name, "mog_fab_2021");
     }
 
     #[test]
@@ -87,6 +114,10 @@ mod tests {
         let e = parse(&wrong_type, "x.ron").unwrap_err().to_string();
         let line = DEFAULT_CONFIG.lines().position(|l| l.contains("batch_size")).unwrap() + 1;
         assert!(e.starts_with(&format!("x.ron:{line}:")), "{e}");
+        assert!(e.contains("field `batch_size`"), "a type error names the field: {e}");
+        let nested = DEFAULT_CONFIG.replace("n_leapfrog: 5", "n_leapfrog: 5.5");
+        let e = parse(&nested, "x.ron").unwrap_err().to_string();
+        assert!(e.contains("field `n_leapfrog`"), "{e}");
 
         let out_of_range = DEFAULT_CONFIG.replace("lr: 5e-4", "lr: -1.0");
         let e = parse(&out_of_range, "x.ron").unwrap_err().to_string();

@@ -4,6 +4,7 @@ mod commands;
 mod config_file;
 mod plot;
 mod run_dir;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -37,7 +38,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // `fab` is the target of the plain progress and evaluation lines shown when there is no terminal.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fab=info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -56,10 +58,30 @@ fn main() -> ExitCode {
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", error_chain(&e));
+            match e.downcast_ref::<signals::Interrupted>() {
+                Some(_) => ExitCode::from(signals::INTERRUPTED_EXIT),
+                None => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text the message already contains (library
+/// errors often include their source's text, which `{:#}` would print a second time).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// Where run directories go unless `--out` says otherwise.

@@ -6,7 +6,7 @@ use crate::flow::Flow;
 use crate::layers::Layer;
 use crate::spec::{BaseSpec, FlowSpec};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Header metadata key holding the architecture as JSON.
@@ -68,6 +68,49 @@ fn entry_values(flow: &Flow, e: &Entry) -> Vec<f64> {
     }
 }
 
+/// The same safetensors file with its JSON header's keys (tensor names and the metadata) in sorted order.
+///
+/// `safetensors::serialize` takes the metadata as a `HashMap`, whose iteration order changes from one map to the
+/// next, so the same flow would give different bytes in different processes. Rewriting the header with ordered maps
+/// (`BTreeMap`) makes the file a function of the flow alone. Offsets are relative to the data section, which is
+/// unchanged; the header is padded with spaces to a multiple of 8 bytes, as safetensors does.
+fn with_sorted_header(bytes: &[u8]) -> Result<Vec<u8>, FlowError> {
+    let bad = |e: String| FlowError::Format(format!("re-ordering the safetensors header: {e}"));
+    let len_bytes: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| bad("no header".into()))?;
+    let n = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|e| bad(e.to_string()))?;
+    let header = bytes.get(8..8 + n).ok_or_else(|| bad("short header".into()))?;
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| bad(e.to_string()))?;
+    if let Some(meta) = entries.remove("__metadata__") {
+        let meta: BTreeMap<String, String> = serde_json::from_value(meta).map_err(|e| bad(e.to_string()))?;
+        entries.insert("__metadata__".into(), serde_json::to_value(meta).map_err(|e| bad(e.to_string()))?);
+    }
+    // Write the map entry by entry so the order is the BTreeMap's whatever serde_json's own map type is.
+    let mut json = b"{".to_vec();
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend(serde_json::to_vec(k).map_err(|e| bad(e.to_string()))?);
+        json.push(b':');
+        let v = match (k.as_str(), v) {
+            ("__metadata__", serde_json::Value::Object(m)) => {
+                let m: BTreeMap<&String, &serde_json::Value> = m.iter().collect();
+                serde_json::to_vec(&m)
+            }
+            _ => serde_json::to_vec(v),
+        };
+        json.extend(v.map_err(|e| bad(e.to_string()))?);
+    }
+    json.push(b'}');
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
+}
+
 fn io_err(path: &Path, source: std::io::Error) -> FlowError {
     FlowError::Io { path: path.display().to_string(), source }
 }
@@ -96,7 +139,8 @@ impl Flow {
             (META_ACTNORM.to_string(), self.actnorm_initialized().to_string()),
             (META_FORMAT.to_string(), FORMAT_VERSION.to_string()),
         ]);
-        safetensors::serialize(views, Some(meta)).map_err(|e| FlowError::Format(e.to_string()))
+        let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| FlowError::Format(e.to_string()))?;
+        with_sorted_header(&bytes)
     }
 
     /// Writes the flow to `path` atomically (a temporary file in the same directory, then a rename).
@@ -197,5 +241,24 @@ impl Flow {
         let init = meta.get(META_ACTNORM).map(|v| v == "true").unwrap_or(true);
         self.set_actnorm_initialized(init);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `HashMap` gets its own random hash keys, so before the header was re-ordered the three metadata
+    /// entries came out in a different order from map to map (and process to process).
+    #[test]
+    fn the_same_flow_always_serialises_to_the_same_bytes() {
+        let flow = Flow::new(&FlowSpec::mog_2021(), 7).unwrap();
+        let first = flow.to_safetensors_bytes().unwrap();
+        for _ in 0..32 {
+            assert!(flow.to_safetensors_bytes().unwrap() == first, "two serialisations of one flow differ");
+        }
+        let back = Flow::from_safetensors_bytes(&first).unwrap();
+        assert_eq!(back.params(), flow.params());
+        assert_eq!(back.to_safetensors_bytes().unwrap(), first);
     }
 }

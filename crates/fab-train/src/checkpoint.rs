@@ -83,7 +83,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
 /// Serialises `data` to bytes in the checkpoint layout.
 pub fn encode(data: &CheckpointData) -> Vec<u8> {
     let header = Header {
-        meta: data.meta.clone(),
+        meta: sorted_keys(&data.meta),
         arrays: data.arrays.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
         blobs: data.blobs.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
     };
@@ -104,6 +104,19 @@ pub fn encode(data: &CheckpointData) -> Vec<u8> {
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     bytes
+}
+
+/// `value` with every object's keys in sorted order, whatever map serde_json was built with: the same content
+/// always encodes to the same bytes.
+fn sorted_keys(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let sorted: BTreeMap<&String, serde_json::Value> = map.iter().map(|(k, v)| (k, sorted_keys(v))).collect();
+            serde_json::Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(sorted_keys).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Parses checkpoint bytes; `path` is only used in error messages.
@@ -152,11 +165,17 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointData, CheckpointErr
 /// Writes `bytes` to `path` atomically: temporary sibling, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp"));
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
+    // Unique per process: two processes writing beside each other never share (or rename away) a temporary file.
+    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let written = fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    // A failed write (a full disk) leaves the previous checkpoint in place and no partial temporary file.
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(&tmp)(e));
+    }
     fs::rename(&tmp, path).map_err(io_err(path))?;
     Ok(())
 }
@@ -202,6 +221,14 @@ mod tests {
             );
         }
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_same_content_encodes_to_the_same_bytes() {
+        let a = sample();
+        let mut b = sample();
+        b.meta = serde_json::json!({"name": "x", "iteration": 7});
+        assert!(encode(&a) == encode(&b));
     }
 
     #[test]

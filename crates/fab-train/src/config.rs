@@ -364,6 +364,19 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// issue 15 (item 6): [`fab_flow::LayerSpec::n_params`] without overflow, for configs with absurd widths.
+fn layer_params_saturating(layer: &fab_flow::LayerSpec, dim: usize) -> usize {
+    match layer {
+        fab_flow::LayerSpec::Coupling(c) => c
+            .mlp_sizes()
+            .windows(2)
+            .fold(0usize, |a, w| a.saturating_add(w[0].saturating_mul(w[1]).saturating_add(w[1]))),
+        fab_flow::LayerSpec::LuLinear => dim.saturating_mul(dim).saturating_mul(2).saturating_add(dim),
+        fab_flow::LayerSpec::ActNorm => dim.saturating_mul(2),
+        _ => 1,
+    }
+}
+
 fn bad(field: &str, reason: impl Into<String>) -> Result<(), ConfigError> {
     Err(ConfigError { field: field.to_string(), reason: reason.into() })
 }
@@ -385,6 +398,9 @@ impl TrainConfig {
                 reason: "missing: name a built-in target, or supply a density from code (Run::with_target)".into(),
             });
         };
+        if let TargetSpec::ManyWell { dim } | TargetSpec::Funnel { dim } = spec {
+            crate::limits::check_at_most("target.dim", *dim, crate::limits::MAX_DIM)?;
+        }
         let target = spec.build().map_err(|e| ConfigError { field: "target".into(), reason: e.to_string() })?;
         self.check_with_target(target)
     }
@@ -394,6 +410,10 @@ impl TrainConfig {
         if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
             bad("name", "must be non-empty and contain no path separators")?;
         }
+        // Bounds that run before anything sized by the config is built.
+        crate::limits::check_name(&self.name)?;
+        crate::limits::check_at_most("target.dim", target.dim(), crate::limits::MAX_DIM)?;
+        self.check_limits_before_building()?;
         let flow = self.flow.spec();
         flow.validate().map_err(|e| ConfigError { field: "flow".into(), reason: e.to_string() })?;
         if flow.dim != target.dim() {
@@ -422,7 +442,84 @@ impl TrainConfig {
             .ais_config()
             .map(|c| c.check().map_err(|e| ConfigError { field: format!("method.ais.{}", e.field), reason: e.reason }))
             .transpose()?;
+        // Refuse a config that cannot fit in the machine's memory.
+        crate::limits::check_memory(&self.memory_needs(&flow), crate::limits::available_memory_bytes())?;
         Ok(CheckedTrainConfig { config: self, flow, ais, target })
+    }
+
+    /// issue 15 (items 6, 8): shape bounds checked before the target and the flow's layer list are built, and
+    /// bounds on counts that only cost time.
+    fn check_limits_before_building(&self) -> Result<(), ConfigError> {
+        use crate::limits::{
+            MAX_DIM, MAX_LAYERS, MAX_MCMC_STEPS, MAX_N_INTERMEDIATE, MAX_N_UPDATES, MAX_WIDTH, check_at_most,
+            check_flow_preset, check_lr,
+        };
+        match &self.flow {
+            FlowConfig::RealNvp2021 { dim, n_blocks, width, .. } => {
+                check_flow_preset("flow.n_blocks", *dim, *n_blocks, *width)?
+            }
+            FlowConfig::RealNvpIclr { dim, n_layers, width } => {
+                check_flow_preset("flow.n_layers", *dim, *n_layers, *width)?
+            }
+            FlowConfig::Custom(spec) => check_at_most("flow.dim", spec.dim, MAX_DIM)?,
+        }
+        check_lr("optimizer.lr", self.optimizer.lr)?;
+        let ais = match &self.method {
+            Method::Fab2021 { ais } => Some(ais),
+            Method::FabAlpha2 { ais, buffer } => {
+                if let Some(b) = buffer {
+                    check_at_most("method.buffer.n_updates", b.n_updates, MAX_N_UPDATES)?;
+                }
+                Some(ais)
+            }
+            Method::Snf { n_blocks, hidden, n_mc_steps, .. } => {
+                check_at_most("method.n_blocks", *n_blocks, MAX_LAYERS)?;
+                check_at_most("method.hidden", *hidden, MAX_WIDTH)?;
+                check_at_most("method.n_mc_steps", *n_mc_steps, MAX_MCMC_STEPS)?;
+                None
+            }
+            _ => None,
+        };
+        if let Some(ais) = ais {
+            check_at_most("method.ais.n_intermediate", ais.n_intermediate, MAX_N_INTERMEDIATE)?;
+            match &ais.transition {
+                Transition::Hmc { n_leapfrog, .. } => {
+                    check_at_most("method.ais.transition.n_leapfrog", *n_leapfrog, MAX_MCMC_STEPS)?
+                }
+                Transition::Metropolis { n_steps, .. } => {
+                    check_at_most("method.ais.transition.n_steps", *n_steps, MAX_MCMC_STEPS)?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// issue 15 (item 6): the plain numbers of [`crate::limits::MemoryNeeds`] for this config and flow `spec`.
+    fn memory_needs(&self, spec: &FlowSpec) -> crate::limits::MemoryNeeds {
+        let couplings = spec.layers.iter().filter_map(|l| match l {
+            fab_flow::LayerSpec::Coupling(c) => Some(c.hidden.iter().fold(0usize, |a, &h| a.saturating_add(h))),
+            _ => None,
+        });
+        let (snf_layers, snf_hidden) = match &self.method {
+            Method::Snf { n_blocks, hidden, .. } => (n_blocks.saturating_mul(4), hidden.saturating_mul(2)),
+            _ => (0, 0),
+        };
+        let (groups, size) = self.eval.expectation_groups;
+        crate::limits::MemoryNeeds {
+            dim: spec.dim,
+            n_params: spec.layers.iter().fold(0usize, |a, l| a.saturating_add(layer_params_saturating(l, spec.dim))),
+            n_layers: spec.layers.len().saturating_add(snf_layers),
+            hidden_per_layer: couplings.max().unwrap_or(0).max(snf_hidden),
+            batch_size: self.batch_size,
+            n_samples: self.eval.n_samples,
+            n_samples_final: self.eval.n_samples_final,
+            n_target_samples: self.eval.n_target_samples,
+            expectation_points: groups.saturating_mul(size),
+            buffer_capacity: match &self.method {
+                Method::FabAlpha2 { buffer: Some(b), .. } => b.capacity,
+                _ => 0,
+            },
+        }
     }
 
     fn check_method(&self) -> Result<(), ConfigError> {

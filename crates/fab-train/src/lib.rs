@@ -57,6 +57,7 @@ pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod eval;
+pub mod limits;
 pub mod metrics;
 mod objective;
 pub mod report;
