@@ -94,11 +94,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             summary.extend(run_criterion(package, bench)?);
         }
     }
+    let started = SystemTime::now();
+    run_gungraun(&home, opts.save_baseline)?;
     let mut comparisons = Vec::new();
     let mut saved = Vec::new();
     for b in GUNGRAUN_BENCHES {
-        let started = SystemTime::now();
-        run_gungraun(b, &home, opts.save_baseline)?;
         for id in b.ids {
             let dir = baseline_dir(&home, b, id);
             let baseline = gate::read_instructions(&profile_path(&dir, id, true))?;
@@ -268,11 +268,18 @@ fn check_baselines_exist(home: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one gungraun bench target, saving its profiles as the baseline or next to it for comparison.
-fn run_gungraun(b: &GungraunBench, home: &Path, save: bool) -> anyhow::Result<()> {
+/// Runs every gungraun bench target, saving its profiles as the baseline or next to it for comparison.
+///
+/// One cargo invocation for all of them: cargo resolves features per invocation, so separate `-p` runs would
+/// build the dependency graph once per package.
+fn run_gungraun(home: &Path, save: bool) -> anyhow::Result<()> {
     let mut cmd = cargo();
+    cmd.arg("bench");
+    for b in GUNGRAUN_BENCHES {
+        cmd.args(["-p", b.package, "--bench", b.bench]);
+    }
     let mode = if save { format!("--save-baseline={BASELINE}") } else { format!("--baseline={BASELINE}") };
-    cmd.args(["bench", "-p", b.package, "--bench", b.bench, "--", &mode])
+    cmd.args(["--", &mode])
         .env("GUNGRAUN_HOME", home)
         // One rayon thread: thread scheduling under valgrind must not change the counts.
         .env("RAYON_NUM_THREADS", "1");

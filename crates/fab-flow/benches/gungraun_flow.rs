@@ -46,8 +46,8 @@ fn log_q_grad_x((flow, xs): (Flow, Batch)) -> (Vec<f64>, Batch) {
     (log_q, grad)
 }
 
-/// The FAB loss pass: `log q` of every row and `Σᵢ cᵢ·∇θ log q(xᵢ)` with distinct non-zero coefficients (a zero
-/// coefficient would drop its row from the gradient).
+// The FAB loss pass: `log q` of every row and `Σᵢ cᵢ·∇θ log q(xᵢ)` with distinct non-zero coefficients (a zero
+// coefficient would drop its row from the gradient).
 #[library_benchmark]
 #[bench::mog_2021_b64(setup = mog_2021_64)]
 #[bench::many_well_iclr_d16_b16(setup = many_well_iclr_16)]

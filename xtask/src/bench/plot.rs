@@ -3,6 +3,7 @@
 use super::history::Record;
 use anyhow::{Context, anyhow};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -52,6 +53,8 @@ fn register_fonts() -> anyhow::Result<()> {
 const PANEL: (u32, u32) = (620, 330);
 /// Panels per row.
 const COLS: usize = 2;
+/// At most this many labelled recordings on an x axis (plotters picks evenly spaced ones).
+const MAX_X_LABELS: usize = 6;
 
 /// Draws one panel per benchmark (instructions in millions against the recording) into a PNG at `path`.
 pub fn render(path: &Path, records: &[Record]) -> anyhow::Result<()> {
@@ -107,18 +110,22 @@ fn draw_panel(
         .build_cartesian_2d(-1..n, y0..y1)
         .map_err(|e| anyhow!("{e}"))?;
     let label = |i: &i32| {
-        usize::try_from(*i)
-            .ok()
-            .and_then(|i| recordings.get(i))
-            .map(|r| format!("{}\n{}", r.label, r.day))
-            .unwrap_or_default()
+        let recording = usize::try_from(*i).ok().and_then(|i| recordings.get(i));
+        recording.map(|r| format!("{} {}", r.label, r.day)).unwrap_or_default()
+    };
+    let decimals = if y1 - y0 > 10.0 {
+        0
+    } else if y1 - y0 > 1.0 {
+        1
+    } else {
+        3
     };
     chart
         .configure_mesh()
-        .x_labels(n as usize + 2)
+        .x_labels((n as usize + 2).min(MAX_X_LABELS))
         .x_label_formatter(&label)
         .y_desc("million instructions")
-        .y_label_formatter(&|y| format!("{y:.3}"))
+        .y_label_formatter(&|y| format!("{y:.decimals$}"))
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
@@ -127,10 +134,9 @@ fn draw_panel(
     chart.draw_series(LineSeries::new(xy.clone(), colour.stroke_width(2))).map_err(|e| anyhow!("{e}"))?;
     chart.draw_series(xy.iter().map(|&p| Circle::new(p, 4, colour.filled()))).map_err(|e| anyhow!("{e}"))?;
     if let Some(&(x, y)) = xy.last() {
-        let text = format!("{:.3} M", y);
-        chart
-            .draw_series(std::iter::once(Text::new(text, (x, y), ("sans-serif", 13).into_font())))
-            .map_err(|e| anyhow!("{e}"))?;
+        let text = format!("{} Ir", super::gate::thousands(points.last().map_or(0, |p| p.1)));
+        let style = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Right, VPos::Bottom));
+        chart.draw_series(std::iter::once(Text::new(text, (x, y), style))).map_err(|e| anyhow!("{e}"))?;
     }
     Ok(())
 }
