@@ -59,7 +59,7 @@ const GUNGRAUN_BENCHES: &[GungraunBench] = &[
     GungraunBench {
         package: "fab-train",
         bench: "fab_iteration",
-        ids: &["fab_2021/fab_iteration.many_well16_2021_b64"],
+        ids: &["fab_2021/fab_iteration.many_well16_2021_b16"],
     },
 ];
 

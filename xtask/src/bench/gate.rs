@@ -143,12 +143,12 @@ mod tests {
     #[test]
     fn a_failing_gate_names_each_regressed_benchmark_and_its_change() {
         let mut slower = comparison(2_118_507, 2_330_358);
-        slower.benchmark = "fab-train/fab_iteration/fab_2021/fab_iteration.many_well16_2021_b64".into();
+        slower.benchmark = "fab-train/fab_iteration/fab_2021/fab_iteration.many_well16_2021_b16".into();
         let comparisons = [comparison(1_000, 1_001), slower];
         let msg = failure(&comparisons, 2.0).expect("one benchmark regressed");
         assert!(msg.contains("in 1 benchmark:"), "{msg}");
         assert!(
-            msg.contains("fab-train/fab_iteration/fab_2021/fab_iteration.many_well16_2021_b64: 2,118,507 → 2,330,358 Ir (+10.00 %)"),
+            msg.contains("fab-train/fab_iteration/fab_2021/fab_iteration.many_well16_2021_b16: 2,118,507 → 2,330,358 Ir (+10.00 %)"),
             "{msg}"
         );
         assert!(!msg.contains("ais_run"), "a benchmark within the limit is not named: {msg}");
