@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 pub struct Recording {
     /// Short commit (7 characters), with `+` when the tree was dirty.
     pub label: String,
-    /// Date of the recording, `YYYY-MM-DD`.
+    /// Date of the recording, `YYYY-MM-DD` (the axis shows `MM-DD`).
     pub day: String,
 }
 
@@ -80,12 +80,18 @@ pub fn render(path: &Path, records: &[Record]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `[lo, hi]` in millions with 10 % of the span (or of the value, for a flat series) above and below.
+/// `[lo, hi]` in millions: the points with 10 % of their span above and below, and at least 2 % of the largest
+/// value (the gate's limit), so a change too small to fail the gate does not look like a cliff.
 fn y_range(points: &[(usize, u64)]) -> (f64, f64) {
     let ys = points.iter().map(|&(_, y)| y as f64 / 1e6);
     let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
-    let pad = if hi > lo { 0.1 * (hi - lo) } else { 0.1 * hi.max(1e-3) };
+    let pad = (0.1 * (hi - lo)).max(0.02 * hi).max(1e-6);
     ((lo - pad).max(0.0), hi + pad)
+}
+
+/// Decimals that tell apart y labels about a tenth of `span` apart.
+fn label_decimals(span: f64) -> usize {
+    (-(span / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize
 }
 
 fn draw_panel(
@@ -111,7 +117,7 @@ fn draw_panel(
         .map_err(|e| anyhow!("{e}"))?;
     let label = |i: &i32| {
         let recording = usize::try_from(*i).ok().and_then(|i| recordings.get(i));
-        recording.map(|r| format!("{} {}", r.label, r.day)).unwrap_or_default()
+        recording.map(|r| format!("{} {}", r.label, &r.day[5.min(r.day.len())..])).unwrap_or_default()
     };
     let decimals = if y1 - y0 > 10.0 {
         0
@@ -188,6 +194,15 @@ mod tests {
         assert!(lo < 2.0 && hi > 3.0 && lo >= 0.0, "{lo} {hi}");
         let (lo, hi) = y_range(&[(0, 1_000_000)]);
         assert!(lo < 1.0 && hi > 1.0, "a single point gets a range around it: {lo} {hi}");
+        let (lo, hi) = y_range(&[(0, 100_000_000), (1, 100_000_100)]);
+        assert!(lo <= 98.0 && hi >= 102.0, "the range spans at least the gate's ±2 %: {lo} {hi}");
+    }
+
+    #[test]
+    fn labels_have_enough_decimals_to_differ() {
+        assert_eq!(label_decimals(20.0), 0);
+        assert_eq!(label_decimals(4.0), 1);
+        assert_eq!(label_decimals(0.3), 2);
     }
 
     #[test]
