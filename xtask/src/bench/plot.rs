@@ -17,12 +17,15 @@ pub struct Recording {
     pub day: String,
 }
 
+/// One benchmark's points `(recording index, instructions)`, named.
+pub type Series = (String, Vec<(usize, u64)>);
+
 /// The recordings in file order, and for each benchmark (in order of first appearance) its points
 /// `(recording index, instructions)`.
-pub fn series(records: &[Record]) -> (Vec<Recording>, Vec<(String, Vec<(usize, u64)>)>) {
+pub fn series(records: &[Record]) -> (Vec<Recording>, Vec<Series>) {
     let mut keys: Vec<(&str, &str)> = Vec::new();
     let mut recordings = Vec::new();
-    let mut benches: Vec<(String, Vec<(usize, u64)>)> = Vec::new();
+    let mut benches: Vec<Series> = Vec::new();
     for r in records {
         let key = (r.commit.as_str(), r.date.as_str());
         let at = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
@@ -119,13 +122,7 @@ fn draw_panel(
         let recording = usize::try_from(*i).ok().and_then(|i| recordings.get(i));
         recording.map(|r| format!("{} {}", r.label, &r.day[5.min(r.day.len())..])).unwrap_or_default()
     };
-    let decimals = if y1 - y0 > 10.0 {
-        0
-    } else if y1 - y0 > 1.0 {
-        1
-    } else {
-        3
-    };
+    let decimals = label_decimals(y1 - y0);
     chart
         .configure_mesh()
         .x_labels((n as usize + 2).min(MAX_X_LABELS))
