@@ -101,10 +101,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     for b in GUNGRAUN_BENCHES {
         for id in b.ids {
             let dir = baseline_dir(&home, b, id);
-            let baseline = gate::read_instructions(&profile_path(&dir, id, true))?;
             if opts.save_baseline {
-                saved.push((benchmark_name(b, id), baseline));
+                saved.push((benchmark_name(b, id), fresh_profile(&profile_path(&dir, id, true), started)?));
             } else {
+                let baseline = gate::read_instructions(&profile_path(&dir, id, true))?;
                 let current = fresh_profile(&profile_path(&dir, id, false), started)?;
                 comparisons.push(Comparison { benchmark: benchmark_name(b, id), baseline, current });
             }
@@ -137,8 +137,8 @@ fn profile_path(dir: &Path, id: &str, baseline: bool) -> PathBuf {
     dir.join(format!("callgrind.{function_id}.out{suffix}"))
 }
 
-/// The instruction count of this run's profile at `path`, which must have been written after `started`
-/// (a stale profile from an earlier run must not pass the gate).
+/// The instruction count of the profile at `path`, which this run must have written (after `started`): a stale
+/// profile from an earlier run must neither pass the gate nor be recorded as a new baseline.
 fn fresh_profile(path: &Path, started: SystemTime) -> anyhow::Result<u64> {
     let modified = std::fs::metadata(path)
         .and_then(|m| m.modified())
