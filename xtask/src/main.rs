@@ -48,6 +48,9 @@ enum Task {
         /// Install gungraun-runner with `cargo install` if it is missing.
         #[arg(long)]
         install_runner: bool,
+        /// Only draw bench-baselines/history.png from bench-baselines/history.jsonl (runs no benchmark).
+        #[arg(long)]
+        plot: bool,
     },
 }
 
@@ -58,8 +61,8 @@ fn main() -> anyhow::Result<()> {
         Task::Reproduce { quick, only, threads, rerun } => {
             reproduce::run(reproduce::Options { quick, only, threads, rerun })
         }
-        Task::Bench { save_baseline, skip_criterion, install_runner } => {
-            bench::run(bench::Options { save_baseline, skip_criterion, install_runner })
+        Task::Bench { save_baseline, skip_criterion, install_runner, plot } => {
+            bench::run(bench::Options { save_baseline, skip_criterion, install_runner, plot })
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Instruction-count benchmark (gungraun/callgrind) of one flow `log q` + `∇ₓ log q` pass, run by `cargo xtask bench`.
+//! Instruction-count benchmarks (gungraun/callgrind) of the flow passes, `log q` + `∇ₓ log q` and `log q` + `∇θ`, run by `cargo xtask bench`.
 //!
 //! Counts are deterministic, so a committed baseline (`bench-baselines/`) catches regressions on a noisy machine.
 //! Inputs are small because valgrind runs ~50× slower than native. Under valgrind faer takes its AVX2 path
@@ -46,6 +46,18 @@ fn log_q_grad_x((flow, xs): (Flow, Batch)) -> (Vec<f64>, Batch) {
     (log_q, grad)
 }
 
-library_benchmark_group!(name = flow_passes; benchmarks = log_q_grad_x);
+// The FAB loss pass: `log q` of every row and `Σᵢ cᵢ·∇θ log q(xᵢ)` with distinct non-zero coefficients (a zero
+// coefficient would drop its row from the gradient).
+#[library_benchmark]
+#[bench::mog_2021_b64(setup = mog_2021_64)]
+#[bench::many_well_iclr_d16_b16(setup = many_well_iclr_16)]
+fn log_q_grad_params((flow, xs): (Flow, Batch)) -> (Vec<f64>, Vec<f64>) {
+    let coeffs: Vec<f64> = (0..xs.n_rows()).map(|i| 1.0 + 0.01 * i as f64).collect();
+    let mut grad = vec![0.0; flow.n_params()];
+    let log_q = flow.log_q_grad_params(black_box(xs.view()), &coeffs, &mut grad);
+    (log_q, grad)
+}
+
+library_benchmark_group!(name = flow_passes; benchmarks = log_q_grad_x, log_q_grad_params);
 
 main!(library_benchmark_groups = flow_passes);
