@@ -21,6 +21,7 @@ pub struct PyDensity {
     log_prob: Option<Py<PyAny>>,
     dim: usize,
     name: String,
+    log_z: Option<f64>,
     error: Mutex<Option<PyErr>>,
     n_calls: AtomicU64,
     n_points: AtomicU64,
@@ -43,6 +44,11 @@ impl PyDensity {
         if slot.is_none() {
             *slot = Some(e);
         }
+    }
+
+    /// The declared exact `ln ∫ exp(log_p)`, if any.
+    pub fn log_z(&self) -> Option<f64> {
+        self.log_z
     }
 
     /// The density's name (used in run names).
@@ -144,7 +150,7 @@ impl LogDensity for PyDensity {
 
 /// A target density written in Python, evaluated on whole batches.
 ///
-/// `Density(log_prob_and_grad, dim, log_prob=None, name="custom")`
+/// `Density(log_prob_and_grad, dim, log_prob=None, name="custom", log_z=None)`
 ///
 /// - `log_prob_and_grad(x)`: `x` is a float64 array of shape `(n, dim)`; returns a tuple `(log_p, grad)` of float64
 ///   arrays of shapes `(n,)` and `(n, dim)`: the unnormalised log density of each row and its gradient. It is
@@ -153,7 +159,8 @@ impl LogDensity for PyDensity {
 /// - `log_prob(x)` (optional): returns only `log_p`, shape `(n,)`, for calls that need no gradient (evaluation,
 ///   Metropolis). Without it those calls use `log_prob_and_grad` and ignore the gradient.
 /// - `-inf`/NaN values mean "outside the support": points there are rejected and counted, never an error.
-///   An exception raised by either function stops the fab call that made it and is re-raised unchanged.
+/// - `log_z` (optional): the exact `ln ∫ exp(log_p) dx` when you know it; evaluations then report log-Z errors.
+/// - An exception raised by either function stops the fab call that made it and is re-raised unchanged.
 ///
 /// Attributes: `dim`, `name`, and counters `n_calls` (Python calls made), `n_points` (rows evaluated) and
 /// `n_non_finite` (non-finite `log_p` values returned).
@@ -166,12 +173,13 @@ pub struct Density {
 #[pymethods]
 impl Density {
     #[new]
-    #[pyo3(signature = (log_prob_and_grad, dim, log_prob = None, name = "custom".to_string()))]
+    #[pyo3(signature = (log_prob_and_grad, dim, log_prob = None, name = "custom".to_string(), log_z = None))]
     fn new(
         log_prob_and_grad: Bound<'_, PyAny>,
         dim: usize,
         log_prob: Option<Bound<'_, PyAny>>,
         name: String,
+        log_z: Option<f64>,
     ) -> PyResult<Self> {
         if dim == 0 {
             return Err(PyValueError::new_err("dim must be at least 1"));
@@ -185,6 +193,7 @@ impl Density {
                 log_prob: log_prob.map(Bound::unbind),
                 dim,
                 name,
+                log_z,
                 error: Mutex::new(None),
                 n_calls: AtomicU64::new(0),
                 n_points: AtomicU64::new(0),

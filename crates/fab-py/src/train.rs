@@ -384,7 +384,7 @@ fn train_loop(
         });
         pb.set_message(progress_message(rep));
         let k = run.iteration();
-        if cfg.eval.every > 0 && k % cfg.eval.every == 0 && !run.is_done() {
+        if cfg.eval.every > 0 && k.is_multiple_of(cfg.eval.every) && !run.is_done() {
             let run_ref = &*run;
             let e = py.detach(|| in_pool(pool, || evaluate(run_ref, cfg.eval.n_samples, Detail::Periodic)));
             if let Some(err) = source.take_error() {
@@ -399,7 +399,7 @@ fn train_loop(
                 d.log("eval", elapsed, &e)?;
             }
         }
-        let checkpoint_due = cfg.checkpoint_every > 0 && k % cfg.checkpoint_every == 0;
+        let checkpoint_due = cfg.checkpoint_every > 0 && k.is_multiple_of(cfg.checkpoint_every);
         if let Some(d) = dir.as_deref_mut().filter(|_| checkpoint_due) {
             d.checkpoint(run)?;
         }
