@@ -154,8 +154,9 @@ impl LogDensity for PyDensity {
 ///
 /// - `log_prob_and_grad(x)`: `x` is a float64 array of shape `(n, dim)`; returns a tuple `(log_p, grad)` of float64
 ///   arrays of shapes `(n,)` and `(n, dim)`: the unnormalised log density of each row and its gradient. It is
-///   called once per batch (all chains of one HMC leapfrog step, all flow samples of an evaluation), with the GIL
-///   held only during the call.
+///   called on whole batches, never per point, with the GIL held only during the call: all flow samples of an
+///   evaluation in one call; HMC and AIS call it once per leapfrog step per chunk of 64 chains (fab-mcmc's
+///   chunking; one call per step over all chains once fab-core's whole-batch evaluation is merged).
 /// - `log_prob(x)` (optional): returns only `log_p`, shape `(n,)`, for calls that need no gradient (evaluation,
 ///   Metropolis). Without it those calls use `log_prob_and_grad` and ignore the gradient.
 /// - `-inf`/NaN values mean "outside the support": points there are rejected and counted, never an error.
