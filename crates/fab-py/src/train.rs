@@ -97,6 +97,8 @@ pub struct Model {
     source: Option<DensitySource>,
     history: Vec<IterationReport>,
     run_dir: Option<PathBuf>,
+    /// Workers for sampling and evaluation (each keeps a Python thread state, see `thread_pool`).
+    pool: Option<rayon::ThreadPool>,
 }
 
 impl Model {
@@ -127,11 +129,14 @@ impl Model {
     /// `(x, log p̃ − log q)` of `n` flow samples.
     fn flow_log_weights(&self, py: Python<'_>, n: usize, seed: u64) -> PyResult<Vec<f64>> {
         let run = self.run("log_z")?;
+        let pool = self.pool.as_ref();
         let log_w = py.detach(|| {
-            let (x, log_q) = run.flow().sample(&mut stream_rng(seed, 0), n);
-            let mut log_p = vec![0.0; n];
-            run.target().log_prob_batch(x.view(), &mut log_p);
-            fab_train::metrics::log_weights(&log_p, &log_q)
+            in_pool(pool, || {
+                let (x, log_q) = run.flow().sample(&mut stream_rng(seed, 0), n);
+                let mut log_p = vec![0.0; n];
+                run.target().log_prob_batch(x.view(), &mut log_p);
+                fab_train::metrics::log_weights(&log_p, &log_q)
+            })
         });
         self.raise_density_error()?;
         Ok(log_w)
@@ -142,7 +147,8 @@ impl Model {
         let run = self.run("ais_sample")?;
         let driver = run.ais().ok_or_else(|| FabError::new_err("this run is not a FAB run: it has no AIS"))?;
         let mut frozen = driver.clone();
-        let out = py.detach(|| frozen.run(run.flow(), run.target(), n, 1.0, seed, false));
+        let pool = self.pool.as_ref();
+        let out = py.detach(|| in_pool(pool, || frozen.run(run.flow(), run.target(), n, 1.0, seed, false)));
         self.raise_density_error()?;
         out.map_err(FabError::new_err)
     }
@@ -181,8 +187,8 @@ impl Model {
     /// `n` samples of the flow: `(x, log_q)`, shapes `(n, dim)` and `(n,)`; `log_q` is the normalised log density.
     #[pyo3(signature = (n, seed = 0))]
     fn sample<'py>(&self, py: Python<'py>, n: usize, seed: u64) -> PyResult<Bound<'py, PyTuple>> {
-        let flow = self.flow();
-        let (x, log_q) = py.detach(|| flow.sample(&mut stream_rng(seed, 0), n));
+        let (flow, pool) = (self.flow(), self.pool.as_ref());
+        let (x, log_q) = py.detach(|| in_pool(pool, || flow.sample(&mut stream_rng(seed, 0), n)));
         PyTuple::new(py, [batch_to_py(py, x).into_any(), vec_to_py(py, log_q).into_any()])
     }
 
@@ -196,9 +202,9 @@ impl Model {
 
     /// The flow's normalised `log q` at the rows of `x` (shape `(n, dim)`).
     fn log_prob<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let flow = self.flow();
+        let (flow, pool) = (self.flow(), self.pool.as_ref());
         let xs = batch_from_py(x, flow.dim(), "x")?;
-        let log_q = py.detach(|| flow.log_q(xs.view()));
+        let log_q = py.detach(|| in_pool(pool, || flow.log_q(xs.view())));
         Ok(vec_to_py(py, log_q))
     }
 
@@ -218,7 +224,8 @@ impl Model {
         let run = self.run("evaluate")?;
         let n = n.unwrap_or(run.config().eval.n_samples);
         let detail = if full { Detail::Full } else { Detail::Periodic };
-        let report = py.detach(|| evaluate(run, n, detail));
+        let pool = self.pool.as_ref();
+        let report = py.detach(|| in_pool(pool, || evaluate(run, n, detail)));
         self.raise_density_error()?;
         to_py_object(py, &report.map_err(train_error)?)
     }
@@ -230,16 +237,19 @@ impl Model {
 
     /// Loads a model: a run directory (config.ron + checkpoint.fab: the full run) or a flow.safetensors file
     /// (the flow alone). A run on a Python density needs that `density` again.
+    /// `threads`: rayon threads for the model's sampling and evaluation (default: one per core).
     #[staticmethod]
-    #[pyo3(signature = (path, density = None))]
-    fn load(path: PathBuf, density: Option<&Bound<'_, PyAny>>) -> PyResult<Model> {
+    #[pyo3(signature = (path, density = None, threads = None))]
+    fn load(path: PathBuf, density: Option<&Bound<'_, PyAny>>, threads: Option<usize>) -> PyResult<Model> {
         let source = density.map(DensitySource::extract).transpose()?;
+        let pool = thread_pool(threads)?;
         if path.is_dir() {
             let run = load_run(&path, source.as_ref())?;
-            return Ok(Model { state: State::Run(Box::new(run)), source, history: vec![], run_dir: Some(path) });
+            let state = State::Run(Box::new(run));
+            return Ok(Model { state, source, history: vec![], run_dir: Some(path), pool });
         }
         let flow = Flow::load_safetensors(&path).map_err(|e| value_error(format!("{}: {e}", path.display())))?;
-        Ok(Model { state: State::Flow(flow), source, history: vec![], run_dir: None })
+        Ok(Model { state: State::Flow(flow), source, history: vec![], run_dir: None, pool })
     }
 
     fn __repr__(&self) -> String {
@@ -298,8 +308,8 @@ pub fn train(
     quiet: bool,
 ) -> PyResult<Model> {
     let source = DensitySource::extract(density)?;
-    let pool = thread_pool(threads)?;
-    let pool = pool.as_ref();
+    let owned_pool = thread_pool(threads)?;
+    let pool = owned_pool.as_ref();
     let (mut run, mut dir) = match (&run_dir, resume) {
         (Some(path), true) if path.join(CHECKPOINT_FILE).exists() => {
             if seed.is_some() || batch_size.is_some() || config.is_some() {
@@ -329,7 +339,8 @@ pub fn train(
         dir.checkpoint(&run)?;
         dir.save_flow(&run)?;
     }
-    Ok(Model { state: State::Run(Box::new(run)), source: Some(source), history, run_dir })
+    let state = State::Run(Box::new(run));
+    Ok(Model { state, source: Some(source), history, run_dir, pool: owned_pool })
 }
 
 /// Steps `run` to its budget with the CLI's progress bar, metrics, periodic evaluation and checkpoints.
