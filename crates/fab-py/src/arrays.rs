@@ -40,10 +40,13 @@ pub fn float64_array<'py>(
 
 /// Copies a float64 array (of any memory layout) into `out`, in C order.
 pub fn copy_into(arr: &Bound<'_, PyArrayDyn<f64>>, out: &mut [f64]) -> PyResult<()> {
-    let ro = arr.readonly();
-    match ro.as_slice() {
-        Ok(s) => out.copy_from_slice(s),
-        Err(_) => out.iter_mut().zip(ro.as_array().iter()).for_each(|(o, v)| *o = *v),
+    // `to_vec` reads a contiguous array without registering a borrow (cheaper than `readonly()` per call).
+    match arr.to_vec() {
+        Ok(v) => out.copy_from_slice(&v),
+        Err(_) => {
+            let ro = arr.readonly();
+            out.iter_mut().zip(ro.as_array().iter()).for_each(|(o, v)| *o = *v);
+        }
     }
     Ok(())
 }
