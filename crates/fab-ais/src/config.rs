@@ -62,6 +62,10 @@ pub struct AisConfig {
     pub initial_step_size: f64,
     /// Chains per rayon task (results depend on it, never on the thread count).
     pub chunk_size: usize,
+    /// Points with a coordinate beyond ± this bound are outside the target's support (dropped, or rejected when
+    /// proposed, and counted); `None`: only non-finite coordinates are.
+    #[serde(default)]
+    pub support_bound: Option<f64>,
 }
 
 impl Default for AisConfig {
@@ -84,6 +88,7 @@ impl AisConfig {
             step_size_rule: StepSizeRule::Fab(FabRule::Fab2021),
             initial_step_size: 1.0,
             chunk_size: fab_mcmc::DEFAULT_CHUNK_SIZE,
+            support_bound: None,
         }
     }
 
@@ -125,6 +130,11 @@ impl AisConfig {
         }
         if self.chunk_size == 0 {
             return Err(AisConfigError::new("chunk_size", "must be at least 1"));
+        }
+        if let Some(b) = self.support_bound
+            && !(b.is_finite() && b > 0.0)
+        {
+            return Err(AisConfigError::new("support_bound", format!("must be positive and finite, got {b}")));
         }
         if let Transition::Hmc(hmc) = &self.transition {
             check_hmc(hmc)?;

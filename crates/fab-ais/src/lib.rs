@@ -38,6 +38,7 @@ mod config;
 mod error;
 mod output;
 mod sampler;
+mod validity;
 
 pub use config::{AisConfig, BetaSchedule, CheckedAisConfig, StepSizeRule, Transition, betas};
 pub use error::{AisConfigError, AisError, Stage};

@@ -78,6 +78,10 @@ pub struct AisOutput {
     pub n_dropped_end: usize,
     /// Points evaluated in the whole run, including the initial evaluation.
     pub n_evaluated: u64,
+    /// Target evaluations at invalid points (non-finite coordinates, beyond the support bound, or rejected by the
+    /// caller's predicate), which were treated as outside the support: drawn ones are in the drop counts,
+    /// proposed ones were rejected.
+    pub n_invalid: u64,
     /// α used in this run.
     pub alpha: f64,
     /// `log Ẑ` of the final (unnormalised) density `q^{1−α}p^α` with its standard error.

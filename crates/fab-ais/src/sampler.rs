@@ -4,6 +4,7 @@
 use crate::config::{CheckedAisConfig, Transition, check_alpha};
 use crate::error::{AisError, Stage};
 use crate::output::{AisOutput, BetaDiagnostics, LogZEstimate};
+use crate::validity::Restricted;
 use fab_core::{LogDensity, Proposal, stream_rng, sub_seed};
 use fab_mcmc::{ChainState, Kernel, LinearLogDensity, RandomWalkMetropolis, StepInfo, StepSizes};
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,24 @@ impl Ais {
         seed: u64,
         iteration: u64,
     ) -> Result<AisOutput, AisError> {
+        self.run_validated(alpha, proposal, target, &|_| true, n, seed, iteration)
+    }
+
+    /// Like [`Ais::run_with_alpha`], with only the points that `is_valid` accepts (and that lie within the
+    /// config's `support_bound`, with finite coordinates) inside the target's support: the others are dropped
+    /// when drawn, rejected when proposed, and counted in [`AisOutput::n_invalid`]. A flow that emits a few
+    /// absurd points (|x| ~ 1e297 with finite densities) then cannot poison the weights.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_validated(
+        &mut self,
+        alpha: f64,
+        proposal: &dyn Proposal,
+        target: &dyn LogDensity,
+        is_valid: &(dyn Fn(&[f64]) -> bool + Sync),
+        n: usize,
+        seed: u64,
+        iteration: u64,
+    ) -> Result<AisOutput, AisError> {
         check_alpha(alpha)?;
         if proposal.dim() != target.dim() {
             return Err(AisError::DimensionMismatch { proposal: proposal.dim(), target: target.dim() });
@@ -118,7 +137,8 @@ impl Ais {
             Transition::Metropolis => &RandomWalkMetropolis,
         };
         let q_as_density: &dyn LogDensity = proposal;
-        let mut annealed = LinearLogDensity::new(vec![q_as_density, target], vec![1.0, 0.0])?;
+        let restricted = Restricted::new(target, cfg.support_bound, is_valid);
+        let mut annealed = LinearLogDensity::new(vec![q_as_density, &restricted], vec![1.0, 0.0])?;
 
         // x₀ ~ q. Its log q is reused as is unless gradients are needed (then one evaluation gives both).
         let mut rng = stream_rng(sub_seed(seed, &[iteration, TAG_DRAW]), 0);
@@ -185,6 +205,7 @@ impl Ais {
             n_dropped_init,
             n_dropped_end,
             n_evaluated,
+            n_invalid: restricted.n_invalid(),
             alpha,
             log_z: LogZEstimate { log_z: f64::NAN, std_err: f64::NAN, n_used: 0 },
             ess_percent: f64::NAN,

@@ -85,10 +85,18 @@ pub struct PlotArgs {
     n: usize,
 }
 
-fn load_config_arg(path: Option<&Path>) -> anyhow::Result<(TrainConfig, String)> {
+/// The config (unchecked), its text and the name errors show.
+fn load_config_arg(path: Option<&Path>) -> anyhow::Result<(TrainConfig, String, String)> {
     match path {
-        Some(p) => config_file::load(p),
-        None => Ok((config_file::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME)?, DEFAULT_CONFIG.to_string())),
+        Some(p) => {
+            let (config, text) = config_file::load(p)?;
+            Ok((config, text, p.display().to_string()))
+        }
+        None => Ok((
+            config_file::parse_unchecked(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME)?,
+            DEFAULT_CONFIG.to_string(),
+            DEFAULT_CONFIG_NAME.to_string(),
+        )),
     }
 }
 
@@ -101,7 +109,7 @@ pub fn load_run(path: &Path) -> anyhow::Result<Run> {
     };
     let data = fab_train::checkpoint::load(&ckpt)?;
     let config: TrainConfig = match std::fs::read_to_string(dir.join(CONFIG_FILE)) {
-        Ok(text) => config_file::parse(&text, &dir.join(CONFIG_FILE).display().to_string())?,
+        Ok(text) => config_file::parse_unchecked(&text, &dir.join(CONFIG_FILE).display().to_string())?,
         Err(_) => serde_json::from_value(data.meta["config"].clone())
             .with_context(|| format!("{}: no config.ron beside it and none inside", ckpt.display()))?,
     };
@@ -136,7 +144,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             (run, dir, elapsed)
         }
         None => {
-            let (mut config, text) = load_config_arg(args.config.as_deref())?;
+            let (mut config, text, name) = load_config_arg(args.config.as_deref())?;
             if let Some(s) = args.seed {
                 config.seed = s;
             }
@@ -146,17 +154,21 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             if let Some(n) = args.final_samples {
                 config.eval.n_samples_final = n.max(1);
             }
-            // Overrides are checked like the file was, before the run directory exists.
-            config.check().map_err(|e| anyhow::anyhow!("--seed/--iterations/--final-samples: {e}"))?;
-            let text = if args.seed.is_some() || args.iterations.is_some() || args.final_samples.is_some() {
+            let overridden = args.seed.is_some() || args.iterations.is_some() || args.final_samples.is_some();
+            let written = if overridden {
                 ron::ser::to_string_pretty(&config, ron::ser::PrettyConfig::default())?
             } else {
-                text
+                text.clone()
             };
+            // Checked once, overrides included, before the run directory exists.
+            let name = if overridden { format!("{name} with --seed/--iterations/--final-samples") } else { name };
+            let checked = config_file::check(config, &text, &name)?;
+            let config = checked.config().clone();
+            let text = written;
             let path = args.out.join(format!("{}-seed{}", config.name, config.seed));
             let dir = RunDir::create(&path, &text, args.force)?;
             eprintln!("training {} ({}) into {}", config.name, config.method.label(), path.display());
-            (Run::new(config)?, dir, 0.0)
+            (Run::from_checked(checked)?, dir, 0.0)
         }
     };
     let elapsed = || elapsed_before + started.elapsed().as_secs_f64();
@@ -216,10 +228,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table_for(target: &TargetSpec, label: &str, r: &EvalReport) -> String {
+fn table_for(target: &Option<TargetSpec>, label: &str, r: &EvalReport) -> String {
     match target {
-        TargetSpec::Mog5_2021 => format!("{TABLE1_HEADER}\n{}", table1_row(label, r)),
-        TargetSpec::ManyWell { .. } => format!("{TABLE2_HEADER}\n{}", table2_row(label, r)),
+        Some(TargetSpec::Mog5_2021) => format!("{TABLE1_HEADER}\n{}", table1_row(label, r)),
+        Some(TargetSpec::ManyWell { .. }) => format!("{TABLE2_HEADER}\n{}", table2_row(label, r)),
         _ => format!("{GENERAL_HEADER}\n{}", general_row(label, r)),
     }
 }
@@ -273,13 +285,11 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let dim = run.flow().dim();
     let mut rng = stream_rng(args.seed, 0);
     let (x, log_q, log_w) = if args.ais {
-        let Some(driver) = run.ais() else {
+        let Some(a) = run.sample_ais(args.n, args.seed)? else {
             bail!("{} is not a FAB run: it has no AIS to sample with", args.run.display())
         };
-        let mut frozen = driver.clone();
-        let a = frozen.run(run.flow(), run.target(), args.n, 1.0, args.seed, false).map_err(anyhow::Error::msg)?;
         let n = a.log_w.len();
-        (a.x, vec![f64::NAN; n], a.log_w)
+        (a.samples, vec![f64::NAN; n], a.log_w)
     } else if let Some(snf) = run.snf() {
         // An SNF run's flow is only its prior: draw SNF paths (log q of each path).
         let s = snf.sample(run.target(), args.seed, args.n);
@@ -350,8 +360,13 @@ fn model_samples(path: &Path, n: usize) -> anyhow::Result<(TrainConfig, fab_core
 pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
     let models: Vec<(TrainConfig, fab_core::Batch)> =
         args.runs.iter().map(|p| model_samples(p, args.n)).collect::<anyhow::Result<_>>()?;
-    let spec = models[0].0.target.clone();
-    if models.iter().any(|(c, _)| c.target != spec) {
+    let Some(spec) = models[0].0.target.clone() else {
+        bail!(
+            "{}: plots are drawn for built-in targets only (this run's density came from code)",
+            args.runs[0].display()
+        )
+    };
+    if models.iter().any(|(c, _)| c.target.as_ref() != Some(&spec)) {
         bail!("all runs in one figure must share a target");
     }
     let samples: Vec<(String, fab_core::Batch)> =

@@ -1,7 +1,7 @@
 //! Reading a RON config file: parse and validation errors name the file, the line and the field.
 
 use anyhow::{Context, anyhow};
-use fab_train::config::TrainConfig;
+use fab_train::config::{CheckedTrainConfig, TrainConfig};
 use std::path::Path;
 
 /// The default config (FAB on the 2021 mixture of Gaussians), embedded so `fab train` works from any directory.
@@ -9,23 +9,32 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../../configs/mog_fab_2021.ron
 /// The name shown for the embedded default in messages.
 pub const DEFAULT_CONFIG_NAME: &str = "configs/mog_fab_2021.ron (built in)";
 
-/// Parses and validates config text; `name` is the file shown in errors.
-pub fn parse(text: &str, name: &str) -> anyhow::Result<TrainConfig> {
-    let config: TrainConfig = ron::Options::default().from_str(text).map_err(|e| {
+/// Parses config text without checking its values; `name` is the file shown in errors.
+pub fn parse_unchecked(text: &str, name: &str) -> anyhow::Result<TrainConfig> {
+    ron::Options::default().from_str(text).map_err(|e| {
         let pos = e.span.start;
         anyhow!("{name}:{}:{}: {}", pos.line, pos.col, e.code)
-    })?;
-    if let Err(e) = config.check() {
-        let line = field_line(text, &e.field).map(|l| format!(":{l}")).unwrap_or_default();
-        return Err(anyhow!("{name}{line}: field `{}`: {}", e.field, e.reason));
-    }
-    Ok(config)
+    })
 }
 
-/// Reads, parses and validates a config file; returns the config and the file's text.
+/// Checks a parsed config once; an error names the file, the line of the field (found in `text`) and the field.
+pub fn check(config: TrainConfig, text: &str, name: &str) -> anyhow::Result<CheckedTrainConfig> {
+    config.check().map_err(|e| {
+        let line = field_line(text, &e.field).map(|l| format!(":{l}")).unwrap_or_default();
+        anyhow!("{name}{line}: field `{}`: {}", e.field, e.reason)
+    })
+}
+
+/// Parses and checks config text; `name` is the file shown in errors.
+#[cfg(test)]
+pub fn parse(text: &str, name: &str) -> anyhow::Result<CheckedTrainConfig> {
+    check(parse_unchecked(text, name)?, text, name)
+}
+
+/// Reads and parses a config file (values unchecked); returns the config and the file's text.
 pub fn load(path: &Path) -> anyhow::Result<(TrainConfig, String)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    Ok((parse(&text, &path.display().to_string())?, text))
+    Ok((parse_unchecked(&text, &path.display().to_string())?, text))
 }
 
 /// The 1-based line where the last component of a dotted field path first appears as `name:`, if any.
@@ -51,7 +60,7 @@ mod tests {
     #[test]
     fn the_default_config_is_valid() {
         let c = parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
-        assert_eq!(c.name, "mog_fab_2021");
+        assert_eq!(c.config().name, "mog_fab_2021");
     }
 
     #[test]

@@ -60,6 +60,9 @@ impl<D: LogDensity> LogDensity for Counted<D> {
     fn dim(&self) -> usize {
         self.inner.dim()
     }
+    fn evaluation(&self) -> crate::density::Evaluation {
+        self.inner.evaluation()
+    }
     fn log_prob(&self, x: &[f64]) -> f64 {
         self.n_log_prob.fetch_add(1, Ordering::Relaxed);
         self.inner.log_prob(x)

@@ -21,8 +21,13 @@ pub mod gradcheck;
 pub mod numerics;
 pub mod rng;
 
+/// The README's quick start, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use batch::{Batch, BatchMut, BatchRef};
 pub use counting::{Counted, EvalCounts};
-pub use density::{ExactSampler, LogDensity, Proposal};
+pub use density::{Evaluation, ExactSampler, LogDensity, Proposal};
 pub use error::ShapeError;
 pub use rng::{StreamRng, stream_rng, sub_seed};

@@ -1,8 +1,10 @@
-//! Criterion benchmarks of the flow's hot paths: log q with ∇ₓ (HMC), log q with ∇θ (FAB loss), and sampling.
+//! Criterion benchmarks of the flow's hot paths: log q with ∇ₓ (HMC), log q with ∇θ (FAB loss; also with the
+//! coefficients computed from log q, in two passes and in one recorded pass), and sampling.
 //!
 //! Flows: the 2021 Many Well flow (D = 16, 20 blocks, width 160) at batch 1000; the ICLR Many Well flow with
 //! width 320 and 10 layers at batch 2048, in D = 16 (the PEERS.md configuration as described there) and
-//! D = 32 (the paper's Many Well 32); and the 2021 MoG flow at batch 100. Each benchmark prints its dense-layer
+//! D = 32 (the paper's Many Well 32); the 2021 MoG flow at batch 100; and fab-jax's GMM spline flow (8 × two
+//! spline couplings with MLP [128, 128], 8 bins on ±10, ActNorm) at batch 1000. Each benchmark prints its dense-layer
 //! FLOP count per sample so that GFLOP/s = FLOP/sample × samples/s.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -17,6 +19,7 @@ fn forward_flops_per_sample(spec: &FlowSpec) -> f64 {
         .iter()
         .map(|l| match l {
             LayerSpec::Coupling(c) => c.mlp_sizes().windows(2).map(|w| 2.0 * (w[0] * w[1]) as f64).sum(),
+            LayerSpec::SplineCoupling(c) => c.mlp_sizes().windows(2).map(|w| 2.0 * (w[0] * w[1]) as f64).sum(),
             LayerSpec::LuLinear => 2.0 * (spec.dim * spec.dim) as f64,
             _ => 0.0,
         })
@@ -61,6 +64,20 @@ fn bench_flow(c: &mut Criterion, name: &str, spec: FlowSpec, batch: usize) {
         let mut grad = vec![0.0; flow.n_params()];
         b.iter(|| flow.log_q_grad_params(black_box(xs.view()), &coeffs, &mut grad))
     });
+    // The FAB losses' shape: coefficients from log q. Two passes (log_q, then log_q_grad_params) against one
+    // recorded pass (log_q_then_grad_params).
+    let coeffs_of = |lq: &[f64]| lq.iter().map(|v| (0.01 * v).tanh() + 1.0).collect::<Vec<f64>>();
+    group.bench_function("log_q_then_log_q_grad_params", |b| {
+        let mut grad = vec![0.0; flow.n_params()];
+        b.iter(|| {
+            let lq = flow.log_q(black_box(xs.view()));
+            flow.log_q_grad_params(xs.view(), &coeffs_of(&lq), &mut grad)
+        })
+    });
+    group.bench_function("log_q_then_grad_params", |b| {
+        let mut grad = vec![0.0; flow.n_params()];
+        b.iter(|| flow.log_q_then_grad_params(black_box(xs.view()), coeffs_of, &mut grad))
+    });
     group.bench_function("sample", |b| {
         let mut rng = stream_rng(2, 0);
         b.iter(|| flow.sample(&mut rng, batch))
@@ -74,6 +91,7 @@ fn benches(c: &mut Criterion) {
     bench_flow(c, "many_well_iclr_d32_w320_b2048", FlowSpec::many_well_iclr(32), 2048);
     bench_flow(c, "many_well_iclr_d16_w160_b2048", FlowSpec::many_well_iclr(16), 2048);
     bench_flow(c, "mog_2021_b100", FlowSpec::mog_2021(), 100);
+    bench_flow(c, "gmm_fab_jax_spline_b1000", FlowSpec::gmm_fab_jax(), 1000);
 }
 
 criterion_group!(flow_benches, benches);

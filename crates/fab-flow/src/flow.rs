@@ -6,7 +6,7 @@
 //! parameter gradients are summed in chunk order, so every result is bitwise reproducible.
 
 use crate::error::FlowError;
-use crate::layers::{Layer, LayerTape};
+use crate::layers::{BackPass, Layer, LayerTape, Pass};
 use crate::scratch::{assign_copy, copy_of, give, take_for_overwrite, take_zeroed};
 use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec};
 use fab_core::{Batch, BatchMut, BatchRef, LogDensity, Proposal, ShapeError, stream_rng, sub_seed};
@@ -51,6 +51,12 @@ impl FlowTape {
     pub fn n_rows(&self) -> usize {
         self.n
     }
+    /// Prepares the tape for a recorded pass of `n` rows in `dir` through `n_layers` layers (buffers are reused).
+    fn start(&mut self, n: usize, dir: Direction, n_layers: usize) {
+        self.n = n;
+        self.direction = Some(dir);
+        self.layers.resize_with(n_layers, LayerTape::default);
+    }
     /// Hands the buffers back to the thread's scratch pool (internal chunk tapes are recycled after use).
     fn recycle(mut self) {
         give(std::mem::take(&mut self.base));
@@ -69,6 +75,15 @@ fn map_chunks<T: Send>(n: usize, f: impl Fn(usize, usize) -> T + Sync) -> Vec<T>
         ranges.into_iter().map(|(s, e)| f(s, e)).collect()
     } else {
         ranges.into_par_iter().map(|(s, e)| f(s, e)).collect()
+    }
+}
+
+/// Runs `f(chunk index, item)` on per-chunk items (in parallel when there are several), results in chunk order.
+fn map_owned_chunks<I: Send, T: Send>(items: Vec<I>, f: impl Fn(usize, I) -> T + Sync) -> Vec<T> {
+    if items.len() <= 1 {
+        items.into_iter().enumerate().map(|(c, it)| f(c, it)).collect()
+    } else {
+        items.into_par_iter().enumerate().map(|(c, it)| f(c, it)).collect()
     }
 }
 
@@ -158,13 +173,22 @@ impl Flow {
         let eps = draw_noise(rng, n, dim);
         let mut cur = self.base_from_noise(&eps, n).0;
         let mut ld = vec![0.0; n];
-        for i in 0..self.layers.len() {
+        // Not `walk`: each ActNorm's parameters change just before it is applied.
+        for i in self.visit_order(Direction::Sampling) {
             let range = self.ranges[i].clone();
             if let Layer::ActNorm(a) = &self.layers[i] {
                 a.initialize_from_batch(&mut self.params[range.clone()], n, &cur);
             }
             let mut next = vec![0.0; n * dim];
-            self.layers[i].apply(&self.params[range], Direction::Sampling, n, &cur, &mut next, &mut ld, None);
+            let pass = Pass {
+                p: &self.params[range],
+                dir: Direction::Sampling,
+                n,
+                input: &cur,
+                output: &mut next,
+                log_det: &mut ld,
+            };
+            self.layers[i].apply(pass);
             cur = next;
         }
         self.actnorm_initialized = true;
@@ -217,69 +241,104 @@ impl Flow {
 
     // ---------------------------------------------------------------- serial passes on one chunk
 
-    /// Density pass on `n` rows: returns `log q`; records into `tape` (with `z` as its base) if given.
-    fn density_pass(&self, x: &[f64], n: usize, mut tape: Option<&mut FlowTape>) -> Vec<f64> {
+    /// Layer indices in the order a pass in `dir` visits them: sampling first → last, density last → first.
+    fn visit_order(&self, dir: Direction) -> impl DoubleEndedIterator<Item = usize> + use<> {
+        let len = self.layers.len();
+        (0..len).map(move |i| if dir == Direction::Sampling { i } else { len - 1 - i })
+    }
+
+    /// The one layer walk: pushes `n` rows through every layer in `dir`'s order, each adding its log|det| per row
+    /// to `log_det`; `step(i, pass)` applies layer `i` (recording or not). Returns the output rows.
+    fn walk(
+        &self,
+        dir: Direction,
+        n: usize,
+        input: Vec<f64>,
+        log_det: &mut [f64],
+        mut step: impl FnMut(usize, Pass<'_>),
+    ) -> Vec<f64> {
         let dim = self.dim();
-        if let Some(t) = tape.as_deref_mut() {
-            t.n = n;
-            t.direction = Some(Direction::Density);
-            t.layers.resize_with(self.layers.len(), LayerTape::default);
-        }
-        let mut cur = copy_of(x);
-        let mut log_q = vec![0.0; n];
-        for i in (0..self.layers.len()).rev() {
+        let mut cur = input;
+        for i in self.visit_order(dir) {
             // Every layer writes its whole output.
             let mut next = take_for_overwrite(n * dim);
-            let lt = tape.as_deref_mut().map(|t| &mut t.layers[i]);
-            self.layers[i].apply(
-                &self.params[self.ranges[i].clone()],
-                Direction::Density,
-                n,
-                &cur,
-                &mut next,
-                &mut log_q,
-                lt,
-            );
+            let p = &self.params[self.ranges[i].clone()];
+            step(i, Pass { p, dir, n, input: &cur, output: &mut next, log_det: &mut *log_det });
             give(std::mem::replace(&mut cur, next));
         }
-        for (lq, z) in log_q.iter_mut().zip(cur.chunks_exact(dim)) {
-            *lq += self.base_log_prob(z);
+        cur
+    }
+
+    /// The one backward walk: from ∂L/∂(output of a recorded pass in `dir`) `g` and ∂L/∂(log|det|) per row,
+    /// visits the layers in reverse and returns ∂L/∂(input of the pass), accumulating ∂L/∂θ when asked.
+    fn walk_back(
+        &self,
+        dir: Direction,
+        tape: &FlowTape,
+        mut g: Vec<f64>,
+        g_ld: &[f64],
+        mut grad_params: Option<&mut [f64]>,
+    ) -> Vec<f64> {
+        let (n, dim) = (tape.n, self.dim());
+        for i in self.visit_order(dir).rev() {
+            // Every layer's backward writes the whole input gradient.
+            let mut g_in = take_for_overwrite(n * dim);
+            let r = self.ranges[i].clone();
+            let g_params = grad_params.as_deref_mut().map(|gp| &mut gp[r.clone()]);
+            let back = BackPass { p: &self.params[r], dir, n, g_out: &g, g_ld, g_in: &mut g_in, g_params };
+            self.layers[i].backward(back, &tape.layers[i]);
+            give(std::mem::replace(&mut g, g_in));
         }
-        match tape {
-            Some(t) => give(std::mem::replace(&mut t.base, cur)),
-            None => give(cur),
-        }
+        g
+    }
+
+    /// Density pass on `n` rows: returns `log q`.
+    fn density_pass(&self, x: &[f64], n: usize) -> Vec<f64> {
+        let mut log_q = vec![0.0; n];
+        let z = self.walk(Direction::Density, n, copy_of(x), &mut log_q, |i, pass| self.layers[i].apply(pass));
+        self.add_base_log_prob(&mut log_q, &z);
+        give(z);
         log_q
     }
 
-    /// Sampling pass from noise `ε` on `n` rows: returns `(x, log q)`; records into `tape` if given.
-    fn sampling_pass(&self, eps: &[f64], n: usize, mut tape: Option<&mut FlowTape>) -> (Vec<f64>, Vec<f64>) {
-        let dim = self.dim();
-        if let Some(t) = tape.as_deref_mut() {
-            t.n = n;
-            t.direction = Some(Direction::Sampling);
-            t.layers.resize_with(self.layers.len(), LayerTape::default);
-            assign_copy(&mut t.base, eps);
+    /// Density pass on `n` rows recorded into `tape` (with `z` as its base): returns `log q`.
+    fn density_pass_recording(&self, x: &[f64], n: usize, tape: &mut FlowTape) -> Vec<f64> {
+        tape.start(n, Direction::Density, self.layers.len());
+        let mut log_q = vec![0.0; n];
+        let layers = &mut tape.layers;
+        let z = self.walk(Direction::Density, n, copy_of(x), &mut log_q, |i, pass| {
+            self.layers[i].apply_recording(pass, &mut layers[i])
+        });
+        self.add_base_log_prob(&mut log_q, &z);
+        give(std::mem::replace(&mut tape.base, z));
+        log_q
+    }
+
+    /// `log q += log N(z)` row by row.
+    fn add_base_log_prob(&self, log_q: &mut [f64], z: &[f64]) {
+        for (lq, zr) in log_q.iter_mut().zip(z.chunks_exact(self.dim())) {
+            *lq += self.base_log_prob(zr);
         }
-        let (mut cur, log_base) = self.base_from_noise(eps, n);
+    }
+
+    /// Sampling pass from noise `ε` on `n` rows: returns `(x, log q)`.
+    fn sampling_pass(&self, eps: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+        let (z, log_base) = self.base_from_noise(eps, n);
         let mut ld = vec![0.0; n];
-        for i in 0..self.layers.len() {
-            // Every layer writes its whole output.
-            let mut next = take_for_overwrite(n * dim);
-            let lt = tape.as_deref_mut().map(|t| &mut t.layers[i]);
-            self.layers[i].apply(
-                &self.params[self.ranges[i].clone()],
-                Direction::Sampling,
-                n,
-                &cur,
-                &mut next,
-                &mut ld,
-                lt,
-            );
-            give(std::mem::replace(&mut cur, next));
-        }
-        let log_q = log_base.iter().zip(&ld).map(|(b, l)| b - l).collect();
-        (cur, log_q)
+        let x = self.walk(Direction::Sampling, n, z, &mut ld, |i, pass| self.layers[i].apply(pass));
+        (x, sampling_log_q(&log_base, &ld))
+    }
+
+    /// Sampling pass from noise `ε` on `n` rows recorded into `tape` (with `ε` as its base): returns `(x, log q)`.
+    fn sampling_pass_recording(&self, eps: &[f64], n: usize, tape: &mut FlowTape) -> (Vec<f64>, Vec<f64>) {
+        tape.start(n, Direction::Sampling, self.layers.len());
+        assign_copy(&mut tape.base, eps);
+        let (z, log_base) = self.base_from_noise(eps, n);
+        let mut ld = vec![0.0; n];
+        let layers = &mut tape.layers;
+        let x = self
+            .walk(Direction::Sampling, n, z, &mut ld, |i, pass| self.layers[i].apply_recording(pass, &mut layers[i]));
+        (x, sampling_log_q(&log_base, &ld))
     }
 
     /// Backward of a recorded density pass for `L = Σᵢ cᵢ·log q(xᵢ)`: returns ∂L/∂x (row `i` is `cᵢ·∇ₓ log q(xᵢ)`)
@@ -313,39 +372,16 @@ impl Flow {
                 }
             }
         }
-        // Layers in sampling order = reverse of the density pass.
-        for i in 0..self.layers.len() {
-            // Every layer's backward writes the whole input gradient.
-            let mut g_in = take_for_overwrite(n * dim);
-            let r = self.ranges[i].clone();
-            let gp = grad_params.as_deref_mut().map(|gp| &mut gp[r.clone()]);
-            self.layers[i].backward(&self.params[r], Direction::Density, n, &tape.layers[i], &g, coeffs, &mut g_in, gp);
-            give(std::mem::replace(&mut g, g_in));
-        }
-        g
+        // log q = log N(z) + Σ log|det| of the density-direction layers: ∂L/∂(log|det|) = cᵢ.
+        self.walk_back(Direction::Density, tape, g, coeffs, grad_params)
     }
 
     /// Backward of a recorded sampling pass: given ∂L/∂x and ∂L/∂log q per row, accumulates ∂L/∂θ.
     fn sampling_backward(&self, tape: &FlowTape, grad_x: &[f64], grad_log_q: &[f64], grad_params: &mut [f64]) {
-        let (n, dim) = (tape.n, self.dim());
-        let mut g = grad_x.to_vec();
+        let dim = self.dim();
         // log q = log N − Σ ld_sampling, so every layer's log-det gets −∂L/∂log q.
         let g_ld: Vec<f64> = grad_log_q.iter().map(|v| -v).collect();
-        for i in (0..self.layers.len()).rev() {
-            let mut g_in = take_for_overwrite(n * dim);
-            let r = self.ranges[i].clone();
-            self.layers[i].backward(
-                &self.params[r.clone()],
-                Direction::Sampling,
-                n,
-                &tape.layers[i],
-                &g,
-                &g_ld,
-                &mut g_in,
-                Some(&mut grad_params[r]),
-            );
-            give(std::mem::replace(&mut g, g_in));
-        }
+        let g = self.walk_back(Direction::Sampling, tape, grad_x.to_vec(), &g_ld, Some(grad_params));
         if let Some((_, log_scale)) = self.base_params() {
             // z = loc + e^{ls}·ε and log N = Σ(−ε²/2 − ls − ½ln2π) with ε fixed.
             let (gl, gs) = grad_params[self.base_range.clone()].split_at_mut(dim);
@@ -363,7 +399,7 @@ impl Flow {
     /// `log q` of every row of `xs`, recording the pass into `tape` for [`Flow::backward_log_q`].
     pub fn log_q_recorded(&self, xs: BatchRef<'_>, tape: &mut FlowTape) -> Vec<f64> {
         assert_eq!(xs.dim(), self.dim(), "log_q_recorded: batch dimension differs from the flow's");
-        self.density_pass(xs.as_slice(), xs.n_rows(), Some(tape))
+        self.density_pass_recording(xs.as_slice(), xs.n_rows(), tape)
     }
 
     /// Backward of [`Flow::log_q_recorded`] for `L = Σᵢ cᵢ·log q(xᵢ)`: writes `cᵢ·∇ₓ log q(xᵢ)` into `grad_x` if
@@ -387,7 +423,7 @@ impl Flow {
     /// Sampling pass from standard-normal noise `ε`, recorded into `tape` for [`Flow::backward_sample`].
     pub fn sample_recorded(&self, eps: BatchRef<'_>, tape: &mut FlowTape) -> (Batch, Vec<f64>) {
         assert_eq!(eps.dim(), self.dim(), "sample_recorded: noise dimension differs from the flow's");
-        let (x, lq) = self.sampling_pass(eps.as_slice(), eps.n_rows(), Some(tape));
+        let (x, lq) = self.sampling_pass_recording(eps.as_slice(), eps.n_rows(), tape);
         (Batch::from_vec(x, self.dim()).expect("n × dim by construction"), lq)
     }
 
@@ -418,19 +454,10 @@ impl Flow {
     fn through_layers(&self, rows: BatchRef<'_>, dir: Direction) -> (Batch, Vec<f64>) {
         let dim = self.dim();
         let parts = map_chunks(rows.n_rows(), |s, e| {
-            let n = e - s;
-            let mut cur = rows.slice_rows(s, e).as_slice().to_vec();
-            let mut ld = vec![0.0; n];
-            let order: Box<dyn Iterator<Item = usize>> = match dir {
-                Direction::Sampling => Box::new(0..self.layers.len()),
-                Direction::Density => Box::new((0..self.layers.len()).rev()),
-            };
-            for i in order {
-                let mut next = vec![0.0; n * dim];
-                self.layers[i].apply(&self.params[self.ranges[i].clone()], dir, n, &cur, &mut next, &mut ld, None);
-                cur = next;
-            }
-            (cur, ld)
+            let mut ld = vec![0.0; e - s];
+            let input = copy_of(rows.slice_rows(s, e).as_slice());
+            let out = self.walk(dir, e - s, input, &mut ld, |i, pass| self.layers[i].apply(pass));
+            (out, ld)
         });
         let (out, ld) = concat(parts);
         (Batch::from_vec(out, dim).expect("n × dim by construction"), ld)
@@ -439,7 +466,7 @@ impl Flow {
     /// `log q(x)` of every row.
     pub fn log_q(&self, xs: BatchRef<'_>) -> Vec<f64> {
         assert_eq!(xs.dim(), self.dim(), "log_q: batch dimension differs from the flow's");
-        let parts = map_chunks(xs.n_rows(), |s, e| self.density_pass(xs.slice_rows(s, e).as_slice(), e - s, None));
+        let parts = map_chunks(xs.n_rows(), |s, e| self.density_pass(xs.slice_rows(s, e).as_slice(), e - s));
         parts.concat()
     }
 
@@ -453,7 +480,7 @@ impl Flow {
         let chunk = |(c, (gx, lq)): (usize, (&mut [f64], &mut [f64]))| {
             let (s, e) = (c * CHUNK_ROWS, c * CHUNK_ROWS + lq.len());
             let mut tape = FlowTape::new();
-            lq.copy_from_slice(&self.density_pass(xs.slice_rows(s, e).as_slice(), e - s, Some(&mut tape)));
+            lq.copy_from_slice(&self.density_pass_recording(xs.slice_rows(s, e).as_slice(), e - s, &mut tape));
             let g = self.density_backward(&tape, &vec![1.0; e - s], None);
             gx.copy_from_slice(&g);
             give(g);
@@ -524,6 +551,65 @@ impl Flow {
         log_q
     }
 
+    /// Records the density pass over `xs` ONCE (chunk-parallel), hands the whole batch's `log q` to
+    /// `coeffs_from_log_q`, then back-propagates `L = Σᵢ cᵢ·log q(xᵢ)` through the recorded chunks, ACCUMULATING
+    /// `Σᵢ cᵢ·∇θ log q(xᵢ)` into `grad_params`. Returns `log q` (bitwise equal to [`Flow::log_q`]).
+    ///
+    /// For losses whose coefficients depend on `log q` (the FAB losses): one density pass per gradient step instead
+    /// of `log_q` followed by [`Flow::log_q_grad_params`]. The gradient is bitwise equal to that pair's: rows with
+    /// `cᵢ = 0`, a non-finite `cᵢ` or a non-finite `log q(xᵢ)` are left out in the same way (a chunk holding such
+    /// a row is recorded again without it, the rare path).
+    pub fn log_q_then_grad_params(
+        &self,
+        xs: BatchRef<'_>,
+        coeffs_from_log_q: impl FnOnce(&[f64]) -> Vec<f64>,
+        grad_params: &mut [f64],
+    ) -> Vec<f64> {
+        let dim = self.dim();
+        assert_eq!(xs.dim(), dim, "log_q_then_grad_params: batch dimension differs from the flow's");
+        assert_eq!(grad_params.len(), self.n_params(), "log_q_then_grad_params: gradient length differs from n_params");
+        let recorded = map_chunks(xs.n_rows(), |s, e| {
+            let mut tape = FlowTape::new();
+            let lq = self.density_pass_recording(xs.slice_rows(s, e).as_slice(), e - s, &mut tape);
+            (lq, tape)
+        });
+        let log_q: Vec<f64> = recorded.iter().flat_map(|(lq, _)| lq.iter().copied()).collect();
+        let coeffs = coeffs_from_log_q(&log_q);
+        assert_eq!(coeffs.len(), xs.n_rows(), "log_q_then_grad_params: one coefficient per row");
+        let grads = map_owned_chunks(recorded, |c, (lq, tape)| {
+            let (s, e) = (c * CHUNK_ROWS, c * CHUNK_ROWS + lq.len());
+            self.backward_recorded_chunk(xs.slice_rows(s, e).as_slice(), &coeffs[s..e], &lq, tape)
+        });
+        for g in grads {
+            grad_params.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+            give(g);
+        }
+        log_q
+    }
+
+    /// The backward half of [`Flow::log_q_then_grad_params`] on one chunk recorded over all its rows: returns the
+    /// chunk's `∇θ`. Exactly the rows [`Flow::grad_params_chunk`] keeps take part, on a batch of exactly those rows.
+    fn backward_recorded_chunk(&self, x: &[f64], coeffs: &[f64], log_q: &[f64], tape: FlowTape) -> Vec<f64> {
+        let mut grad = take_zeroed(self.n_params());
+        let kept = |i: usize| coeffs[i] != 0.0 && coeffs[i].is_finite() && log_q[i].is_finite();
+        let n = coeffs.len();
+        if (0..n).all(kept) {
+            give(self.density_backward(&tape, coeffs, Some(&mut grad)));
+            tape.recycle();
+        } else {
+            tape.recycle();
+            let rows: Vec<usize> = (0..n).filter(|&i| kept(i)).collect();
+            if !rows.is_empty() {
+                let mut sub = FlowTape::new();
+                self.density_pass_recording(&gather_rows(x, self.dim(), &rows), rows.len(), &mut sub);
+                let c: Vec<f64> = rows.iter().map(|&i| coeffs[i]).collect();
+                give(self.density_backward(&sub, &c, Some(&mut grad)));
+                sub.recycle();
+            }
+        }
+        grad
+    }
+
     /// One chunk of [`Flow::log_q_grad_params`]: `(log q, ∇θ, ∇ₓ rows or empty)`.
     fn grad_params_chunk(&self, x: &[f64], coeffs: &[f64], want_x: bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let dim = self.dim();
@@ -534,16 +620,16 @@ impl Flow {
         let mut log_q = vec![f64::NAN; n];
         if rows.len() < n {
             let rest: Vec<usize> = (0..n).filter(|i| rows.binary_search(i).is_err()).collect();
-            let lq = self.density_pass(&gather_rows(x, dim, &rest), rest.len(), None);
+            let lq = self.density_pass(&gather_rows(x, dim, &rest), rest.len());
             rest.iter().zip(lq).for_each(|(&i, v)| log_q[i] = v);
         }
         let mut tape = FlowTape::new();
-        let mut lq = self.density_pass(&gather_rows(x, dim, &rows), rows.len(), Some(&mut tape));
+        let mut lq = self.density_pass_recording(&gather_rows(x, dim, &rows), rows.len(), &mut tape);
         rows.iter().zip(&lq).for_each(|(&i, &v)| log_q[i] = v);
         if lq.iter().any(|v| !v.is_finite()) {
             // Rare path: drop non-finite rows and record again, so no NaN/inf activation meets a zero coefficient.
             rows = rows.into_iter().zip(&lq).filter(|(_, v)| v.is_finite()).map(|(i, _)| i).collect();
-            lq = self.density_pass(&gather_rows(x, dim, &rows), rows.len(), Some(&mut tape));
+            lq = self.density_pass_recording(&gather_rows(x, dim, &rows), rows.len(), &mut tape);
             debug_assert!(lq.iter().all(|v| v.is_finite()));
         }
         if !rows.is_empty() {
@@ -563,7 +649,7 @@ impl Flow {
     /// Transforms standard-normal noise `ε` (`n × dim`) into samples: `(x, log q(x))`.
     pub fn sample_from_noise(&self, eps: BatchRef<'_>) -> (Batch, Vec<f64>) {
         assert_eq!(eps.dim(), self.dim(), "sample_from_noise: noise dimension differs from the flow's");
-        let parts = map_chunks(eps.n_rows(), |s, e| self.sampling_pass(eps.slice_rows(s, e).as_slice(), e - s, None));
+        let parts = map_chunks(eps.n_rows(), |s, e| self.sampling_pass(eps.slice_rows(s, e).as_slice(), e - s));
         let (x, lq) = concat(parts);
         (Batch::from_vec(x, self.dim()).expect("n × dim by construction"), lq)
     }
@@ -585,7 +671,7 @@ impl Flow {
         assert_eq!(grad_params.len(), self.n_params(), "sample_grad_params: gradient length differs from n_params");
         let parts = map_chunks(eps.n_rows(), |s, e| {
             let mut tape = FlowTape::new();
-            let (x, lq) = self.sampling_pass(eps.slice_rows(s, e).as_slice(), e - s, Some(&mut tape));
+            let (x, lq) = self.sampling_pass_recording(eps.slice_rows(s, e).as_slice(), e - s, &mut tape);
             let mut g = take_zeroed(self.n_params());
             self.sampling_backward(&tape, grad_x.slice_rows(s, e).as_slice(), &grad_log_q[s..e], &mut g);
             tape.recycle();
@@ -621,6 +707,11 @@ pub(crate) fn draw_noise(rng: &mut dyn RngCore, n: usize, dim: usize) -> Vec<f64
     (0..n * dim).map(|_| StandardNormal.sample(rng)).collect()
 }
 
+/// `log q = log N(z) − Σ log|det ∂x/∂z|` of a sampling pass.
+fn sampling_log_q(log_base: &[f64], log_det_sampling: &[f64]) -> Vec<f64> {
+    log_base.iter().zip(log_det_sampling).map(|(b, l)| b - l).collect()
+}
+
 fn gather_rows(x: &[f64], dim: usize, rows: &[usize]) -> Vec<f64> {
     let mut out = Vec::with_capacity(rows.len() * dim);
     rows.iter().for_each(|&i| out.extend_from_slice(&x[i * dim..(i + 1) * dim]));
@@ -642,11 +733,11 @@ impl LogDensity for Flow {
         self.spec.dim
     }
     fn log_prob(&self, x: &[f64]) -> f64 {
-        self.density_pass(x, 1, None)[0]
+        self.density_pass(x, 1)[0]
     }
     fn log_prob_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
         let mut tape = FlowTape::new();
-        let lq = self.density_pass(x, 1, Some(&mut tape))[0];
+        let lq = self.density_pass_recording(x, 1, &mut tape)[0];
         grad.copy_from_slice(&self.density_backward(&tape, &[1.0], None));
         lq
     }

@@ -73,6 +73,48 @@ pub struct CouplingSpec {
     pub affine_direction: Direction,
 }
 
+/// A rational-quadratic spline coupling layer (Durkan et al. 2019): coordinates `cond` pass through and condition
+/// an MLP whose output defines a monotone spline with `n_bins` bins on `[−bound, bound]` for each coordinate of
+/// `transformed`; outside that interval the map is the identity. A zero last layer gives the identity map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplineCouplingSpec {
+    /// Conditioning coordinates, in the order they enter the MLP.
+    pub cond: Vec<usize>,
+    /// Transformed coordinates, in the order of the MLP's spline heads.
+    pub transformed: Vec<usize>,
+    /// Hidden widths of the conditioner MLP (its input is `cond.len()`, its output
+    /// `transformed.len()·(3·n_bins + 1)`: widths, heights and the `n_bins + 1` knot derivatives).
+    pub hidden: Vec<usize>,
+    /// Non-linearity after each hidden layer.
+    pub activation: Activation,
+    /// Number of bins `K` (1 ..= 64).
+    pub n_bins: usize,
+    /// Half-width `B` of the spline's interval `[−B, B]`.
+    pub bound: f64,
+    /// Smallest bin width (`n_bins·min_bin_width < 2B`).
+    pub min_bin_width: f64,
+    /// Smallest bin height (`n_bins·min_bin_height < 2B`).
+    pub min_bin_height: f64,
+    /// Smallest knot derivative (in `(0, 1)`).
+    pub min_derivative: f64,
+    /// Direction in which the spline `g` is applied (the other direction applies `g⁻¹`); fab-jax: sampling.
+    pub spline_direction: Direction,
+}
+
+impl SplineCouplingSpec {
+    /// Number of conditioner parameters: weights (`out × in`) and biases of every linear layer.
+    pub fn n_params(&self) -> usize {
+        self.mlp_sizes().windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+    }
+    /// Layer widths of the conditioner, input to output.
+    pub fn mlp_sizes(&self) -> Vec<usize> {
+        let mut sizes = vec![self.cond.len()];
+        sizes.extend_from_slice(&self.hidden);
+        sizes.push(self.transformed.len() * (3 * self.n_bins + 1));
+        sizes
+    }
+}
+
 /// One layer of a flow; `FlowSpec::layers` lists them in sampling order (base → data).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -88,6 +130,8 @@ pub enum LayerSpec {
         /// Initial value of `s`.
         init: f64,
     },
+    /// Rational-quadratic spline coupling with an MLP conditioner (fab-jax's GMM flow).
+    SplineCoupling(SplineCouplingSpec),
 }
 
 /// The base distribution.
@@ -136,8 +180,28 @@ impl LayerSpec {
             LayerSpec::ActNorm => 2 * dim,
             LayerSpec::LuLinear => 2 * dim * dim + dim,
             LayerSpec::GlobalScale { .. } => 1,
+            LayerSpec::SplineCoupling(c) => c.n_params(),
         }
     }
+}
+
+/// Checks that `cond ∪ transformed` is a partition of `0..dim` into two non-empty parts.
+fn check_partition(i: usize, dim: usize, cond: &[usize], transformed: &[usize]) -> Result<(), FlowError> {
+    let bad = |msg: String| Err(FlowError::InvalidSpec(msg));
+    if cond.is_empty() || transformed.is_empty() {
+        return bad(format!("layer {i}: coupling needs at least one conditioning and one transformed coordinate"));
+    }
+    let mut seen = vec![false; dim];
+    for &j in cond.iter().chain(transformed) {
+        if j >= dim || seen[j] {
+            return bad(format!("layer {i}: cond ∪ transformed must be a partition of 0..{dim}"));
+        }
+        seen[j] = true;
+    }
+    if seen.iter().any(|s| !s) {
+        return bad(format!("layer {i}: cond ∪ transformed must cover 0..{dim}"));
+    }
+    Ok(())
 }
 
 impl BaseSpec {
@@ -165,24 +229,7 @@ impl FlowSpec {
         for (i, layer) in self.layers.iter().enumerate() {
             match layer {
                 LayerSpec::Coupling(c) => {
-                    if c.cond.is_empty() || c.transformed.is_empty() {
-                        return bad(format!(
-                            "layer {i}: coupling needs at least one conditioning and one transformed coordinate"
-                        ));
-                    }
-                    let mut seen = vec![false; self.dim];
-                    for &j in c.cond.iter().chain(&c.transformed) {
-                        if j >= self.dim || seen[j] {
-                            return bad(format!(
-                                "layer {i}: cond ∪ transformed must be a partition of 0..{}",
-                                self.dim
-                            ));
-                        }
-                        seen[j] = true;
-                    }
-                    if seen.iter().any(|s| !s) {
-                        return bad(format!("layer {i}: cond ∪ transformed must cover 0..{}", self.dim));
-                    }
+                    check_partition(i, self.dim, &c.cond, &c.transformed)?;
                     if c.hidden.contains(&0) {
                         return bad(format!("layer {i}: hidden widths must be positive"));
                     }
@@ -202,6 +249,36 @@ impl FlowSpec {
                 LayerSpec::GlobalScale { init } => {
                     if !(init.is_finite() && *init > 0.0) {
                         return bad(format!("layer {i}: global scale must start positive, got {init}"));
+                    }
+                }
+                LayerSpec::SplineCoupling(c) => {
+                    check_partition(i, self.dim, &c.cond, &c.transformed)?;
+                    if c.hidden.contains(&0) {
+                        return bad(format!("layer {i}: hidden widths must be positive"));
+                    }
+                    if !(1..=crate::layers::MAX_SPLINE_BINS).contains(&c.n_bins) {
+                        return bad(format!(
+                            "layer {i}: spline needs 1 ..= {} bins, got {}",
+                            crate::layers::MAX_SPLINE_BINS,
+                            c.n_bins
+                        ));
+                    }
+                    if !(c.bound.is_finite() && c.bound > 0.0) {
+                        return bad(format!("layer {i}: spline bound must be finite and positive, got {}", c.bound));
+                    }
+                    let room = |m: f64| m > 0.0 && (c.n_bins as f64) * m < 2.0 * c.bound;
+                    if !(room(c.min_bin_width) && room(c.min_bin_height)) {
+                        return bad(format!(
+                            "layer {i}: minimum bin width and height must be positive with n_bins·min < 2·bound"
+                        ));
+                    }
+                    if !(c.min_derivative > 0.0 && c.min_derivative < 1.0) {
+                        return bad(format!("layer {i}: minimum spline derivative must lie in (0, 1)"));
+                    }
+                    if let Activation::LeakyRelu { slope } = c.activation
+                        && !(slope.is_finite() && slope >= 0.0)
+                    {
+                        return bad(format!("layer {i}: leaky-ReLU slope must be finite and non-negative"));
                     }
                 }
                 LayerSpec::ActNorm | LayerSpec::LuLinear => {}
@@ -255,6 +332,42 @@ impl FlowSpec {
             layers.push(LayerSpec::LuLinear);
         }
         FlowSpec { dim, layers, base: BaseSpec::DiagGaussian }
+    }
+
+    /// fab-jax's spline flow (`transform_type: spline`): `n_layers × [spline coupling (first ⌊D/2⌋ coordinates
+    /// condition the rest), spline coupling (the rest condition the first ⌊D/2⌋), ActNorm]` in sampling order,
+    /// with ReLU MLPs of widths `hidden`, `n_bins` bins on `[−bound, bound]`, minimum bin size `10⁻⁴·2·bound` and
+    /// minimum knot derivative `10⁻⁴` (distrax's defaults as fab-jax sets them), the spline applied in the sampling
+    /// direction, and a fixed `N(0, I)` base. Needs `dim ≥ 2`.
+    pub fn spline_fab_jax(dim: usize, n_layers: usize, hidden: Vec<usize>, bound: f64, n_bins: usize) -> FlowSpec {
+        let split = dim / 2;
+        let spline = |cond: Vec<usize>, transformed: Vec<usize>| {
+            LayerSpec::SplineCoupling(SplineCouplingSpec {
+                cond,
+                transformed,
+                hidden: hidden.clone(),
+                activation: Activation::Relu,
+                n_bins,
+                bound,
+                min_bin_width: 1e-4 * 2.0 * bound,
+                min_bin_height: 1e-4 * 2.0 * bound,
+                min_derivative: 1e-4,
+                spline_direction: Direction::Sampling,
+            })
+        };
+        let mut layers = Vec::with_capacity(3 * n_layers);
+        for _ in 0..n_layers {
+            layers.push(spline((0..split).collect(), (split..dim).collect()));
+            layers.push(spline((split..dim).collect(), (0..split).collect()));
+            layers.push(LayerSpec::ActNorm);
+        }
+        FlowSpec { dim, layers, base: BaseSpec::StandardNormal }
+    }
+
+    /// fab-jax's GMM flow (`experiments/config/gmm_v1.yaml`): spline flow in 2-D, 8 layers, MLP [128, 128],
+    /// range ±10, 8 bins (its default `spline_num_bins`), ActNorm.
+    pub fn gmm_fab_jax() -> FlowSpec {
+        Self::spline_fab_jax(2, 8, vec![128, 128], 10.0, 8)
     }
 
     /// 2021 flow for the 2-D mixture of Gaussians: 10 blocks, width 40, widen init 1.0.

@@ -250,3 +250,48 @@ fn mismatched_or_corrupt_files_are_refused_with_typed_errors() {
     assert!(matches!(Flow::from_safetensors_bytes(&missing), Err(FlowError::MissingTensor(_))));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn fab_jax_spline_flow_follows_its_config_and_starts_as_the_identity() {
+    let s = FlowSpec::gmm_fab_jax();
+    // 8 layers × [spline (x₀ conditions x₁), spline (x₁ conditions x₀), ActNorm]; each MLP [1, 128, 128, 3K + 1].
+    assert_eq!(s.layers.len(), 24);
+    let LayerSpec::SplineCoupling(a) = &s.layers[0] else { panic!("a layer starts with a spline coupling") };
+    let LayerSpec::SplineCoupling(b) = &s.layers[1] else { panic!("then the swapped spline coupling") };
+    assert_eq!(
+        (a.cond.clone(), a.transformed.clone(), b.cond.clone(), b.transformed.clone()),
+        (vec![0], vec![1], vec![1], vec![0])
+    );
+    assert_eq!((a.n_bins, a.bound, a.hidden.clone()), (8, 10.0, vec![128, 128]));
+    assert_eq!(s.layers[2], LayerSpec::ActNorm);
+    let want = 8 * (2 * mlp_params(&[1, 128, 128, 25]) + 2 * 2);
+    assert_eq!((want, Flow::new(&s, 0).unwrap().n_params()), (319_920, 319_920));
+    // Zero last layers and identity ActNorms: log q is the standard normal's, inside and outside ±10.
+    let f = Flow::new(&s, 5).unwrap();
+    let xs = Batch::from_vec(vec![0.3, -1.2, 9.99, -9.99, 12.0, -0.5, -30.0, 31.0, 4.4, 7.7], 2).unwrap();
+    for (x, lq) in xs.rows().zip(f.log_q(xs.view())) {
+        let want = -0.5 * x.iter().map(|v| v * v).sum::<f64>() - (2.0 * std::f64::consts::PI).ln();
+        assert!((lq - want).abs() < 1e-9, "{x:?}: log q {lq} vs N(0, I) {want}");
+    }
+}
+
+#[test]
+fn spline_specs_round_trip_through_serde_and_invalid_ones_are_refused() {
+    let s = FlowSpec::spline_fab_jax(3, 2, vec![6], 4.0, 5);
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<FlowSpec>(&json).unwrap(), s);
+    let broken = |edit: &dyn Fn(&mut fab_flow::SplineCouplingSpec)| {
+        let mut bad = s.clone();
+        if let LayerSpec::SplineCoupling(c) = &mut bad.layers[0] {
+            edit(c);
+        }
+        matches!(Flow::new(&bad, 0), Err(FlowError::InvalidSpec(_)))
+    };
+    assert!(broken(&|c| c.n_bins = 0), "zero bins");
+    assert!(broken(&|c| c.n_bins = 65), "more bins than the stack arrays hold");
+    assert!(broken(&|c| c.bound = -1.0), "negative bound");
+    assert!(broken(&|c| c.min_bin_width = 2.0), "bins cannot all be that wide");
+    assert!(broken(&|c| c.min_derivative = 1.0), "minimum derivative must be below 1");
+    assert!(broken(&|c| c.transformed = vec![0]), "cond ∪ transformed must be a partition");
+    assert!(!broken(&|_| {}), "the unedited spec is valid");
+}

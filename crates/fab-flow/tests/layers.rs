@@ -182,3 +182,58 @@ fn caller_owned_tape_gives_the_same_gradients_as_the_parallel_path() {
         }
     }
 }
+
+/// Rows for a spline example of half-width `bound`: coordinates in both tails, just inside both ends of the
+/// interval, and in the bins, mixed across coordinates.
+fn spline_points(dim: usize, bound: f64) -> Batch {
+    let values = [-bound - 0.7, -bound + 2e-3, -0.37 * bound, 0.1, 0.55 * bound, bound - 2e-3, bound + 0.9];
+    let rows: Vec<f64> = (0..14).flat_map(|i| (0..dim).map(move |j| values[(i * 3 + j * 5) % values.len()])).collect();
+    Batch::from_vec(rows, dim).unwrap()
+}
+
+#[test]
+fn spline_layers_are_exact_in_the_tails_at_the_interval_ends_and_in_the_bins() {
+    let splines: Vec<_> = all_cases().into_iter().filter(|c| c.name.starts_with("spline coupling")).collect();
+    assert!(splines.len() >= 2, "the registry holds the spline examples");
+    for case in splines {
+        let f = &case.flow;
+        let d = f.dim();
+        let bound = if case.name.contains("±2") { 2.0 } else { 3.0 };
+        let xs = spline_points(d, bound);
+        let (z, ld) = f.to_base(xs.view());
+        let (back, ld_back) = f.from_base(z.view());
+        for (a, b) in xs.as_slice().iter().zip(back.as_slice()) {
+            assert!((a - b).abs() <= 1e-10 * a.abs().max(1.0), "{}: x → z → x gave {b}, want {a}", case.name);
+        }
+        let mut rng = stream_rng(12, 0);
+        for (i, x) in xs.rows().enumerate() {
+            assert!((ld[i] + ld_back[i]).abs() < 1e-10, "{}: log-dets do not cancel", case.name);
+            let mut jac = vec![0.0; d * d];
+            for col in 0..d {
+                let mut e = vec![0.0; d];
+                e[col] = 1.0;
+                for row in 0..d {
+                    let g = |y: &[f64]| f.to_base(BatchRef::new(y, d)).0.row(0)[row];
+                    jac[row * d + col] = directional_derivative(&g, x, &e, 1e-7);
+                }
+            }
+            let want = log_abs_det(&jac, d);
+            assert!(
+                (ld[i] - want).abs() < 1e-6,
+                "{}: row {i}: log-det {} vs finite-difference {want}",
+                case.name,
+                ld[i]
+            );
+            check_density_gradient(f, x, d, 1e-6, &mut rng).assert_below(GRAD_TOL, case.name);
+        }
+        let c = random_coeffs(xs.n_rows(), 13);
+        let mut grad = vec![0.0; f.n_params()];
+        f.log_q_grad_params(xs.view(), &c, &mut grad);
+        let objective = |theta: &[f64]| {
+            let mut g = f.clone();
+            g.params_mut().copy_from_slice(theta);
+            g.log_q(xs.view()).iter().zip(&c).map(|(l, c)| l * c).sum::<f64>()
+        };
+        check_gradient(&objective, f.params(), &grad, 8, 1e-6, &mut rng).assert_below(GRAD_TOL, case.name);
+    }
+}

@@ -2,11 +2,11 @@
 
 use crate::error::{McmcError, check_step_size};
 use crate::kernel::{ChainInfo, Kernel, StepInfo};
-use crate::leapfrog::{integrate, kinetic_energy};
+use crate::leapfrog::{Trajectory, integrate, integrate_in_lockstep, kinetic_energy};
 use crate::points::Points;
+use crate::scratch::{empty_f64, filled_f64, recycle_f64, recycle_rngs, stream_rngs};
 use crate::state::{ChainState, ChunkMut};
 use crate::target::LinearLogDensity;
-use fab_core::stream_rng;
 use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
@@ -120,26 +120,50 @@ impl Hmc {
         inv_mass: &[f64],
         sqrt_mass: &[f64],
     ) -> (Vec<ChainInfo>, u64) {
-        let mut pts = Points::from_chunk(target, chunk, self.grad_clamp);
+        let mut start = self.start_chunk(target, chunk, step_size, seed, inv_mass, sqrt_mass);
+        let t = &mut start.trajectory;
+        integrate(target, &mut t.pts, &mut t.p, &t.step_sizes, self.n_leapfrog, inv_mass);
+        self.finish_chunk(start, chunk, inv_mass)
+    }
+
+    /// Draws the momenta (and jittered step sizes) of one chunk's chains and records their starting energy.
+    fn start_chunk(
+        &self,
+        target: &LinearLogDensity<'_>,
+        chunk: &ChunkMut<'_>,
+        step_size: f64,
+        seed: u64,
+        inv_mass: &[f64],
+        sqrt_mass: &[f64],
+    ) -> ChunkStart {
+        let pts = Points::from_chunk(target, chunk, self.grad_clamp);
         let (m, dim) = (pts.m, pts.dim);
-        let mut rngs: Vec<_> = (0..m).map(|i| stream_rng(seed, (chunk.start + i) as u64)).collect();
-        let mut p = vec![0.0; m * dim];
+        let mut rngs = stream_rngs(seed, chunk.start, m);
+        let mut p = filled_f64(m * dim, 0.0);
         for (rng, pi) in rngs.iter_mut().zip(p.chunks_exact_mut(dim)) {
             for (pd, sm) in pi.iter_mut().zip(sqrt_mass) {
                 *pd = sm * rng.sample::<f64, _>(StandardNormal);
             }
         }
-        let step_sizes: Vec<f64> = if self.step_size_jitter > 0.0 {
-            rngs.iter_mut()
-                .map(|rng| step_size * (1.0 + self.step_size_jitter * (2.0 * rng.random::<f64>() - 1.0)))
-                .collect()
+        let mut step_sizes = empty_f64(m);
+        if self.step_size_jitter > 0.0 {
+            step_sizes.extend(
+                rngs.iter_mut()
+                    .map(|rng| step_size * (1.0 + self.step_size_jitter * (2.0 * rng.random::<f64>() - 1.0))),
+            );
         } else {
-            vec![step_size; m]
-        };
-        let h_start: Vec<f64> =
-            (0..m).map(|i| -pts.log_pi[i] + kinetic_energy(&p[i * dim..(i + 1) * dim], inv_mass)).collect();
-        integrate(target, &mut pts, &mut p, &step_sizes, self.n_leapfrog, inv_mass);
-        let infos = (0..m)
+            step_sizes.resize(m, step_size);
+        }
+        let mut h_start = empty_f64(m);
+        h_start.extend((0..m).map(|i| -pts.log_pi[i] + kinetic_energy(&p[i * dim..(i + 1) * dim], inv_mass)));
+        ChunkStart { trajectory: Trajectory { pts, p, step_sizes }, rngs, h_start }
+    }
+
+    /// The Metropolis correction of one chunk's integrated trajectories; accepted proposals are stored.
+    fn finish_chunk(&self, start: ChunkStart, chunk: &mut ChunkMut<'_>, inv_mass: &[f64]) -> (Vec<ChainInfo>, u64) {
+        let ChunkStart { trajectory: Trajectory { pts, p, step_sizes }, mut rngs, h_start } = start;
+        let dim = pts.dim;
+        let infos = (0..pts.m)
             .map(|i| {
                 let log_u = rngs[i].random::<f64>().ln();
                 if !pts.alive[i] {
@@ -157,8 +181,36 @@ impl Hmc {
                 ChainInfo { accepted, accept_prob: (-delta_h).exp().min(1.0), divergent: false, energy_error: delta_h }
             })
             .collect();
+        [p, step_sizes, h_start].into_iter().for_each(recycle_f64);
+        recycle_rngs(rngs);
         (infos, pts.n_evaluated)
     }
+
+    /// One transition of every chunk in lock-step, for targets with whole-batch components: each leapfrog step
+    /// evaluates those once on all chains (see [`integrate_in_lockstep`]); momenta, drifts and acceptance stay
+    /// parallel over chunks.
+    fn step_chunks_in_lockstep(
+        &self,
+        target: &LinearLogDensity<'_>,
+        chunks: &mut [ChunkMut<'_>],
+        step_size: f64,
+        seed: u64,
+        inv_mass: &[f64],
+        sqrt_mass: &[f64],
+    ) -> Vec<(Vec<ChainInfo>, u64)> {
+        let mut starts: Vec<ChunkStart> =
+            chunks.par_iter().map(|c| self.start_chunk(target, c, step_size, seed, inv_mass, sqrt_mass)).collect();
+        let mut trajectories: Vec<&mut Trajectory> = starts.iter_mut().map(|s| &mut s.trajectory).collect();
+        integrate_in_lockstep(target, &mut trajectories, self.n_leapfrog, inv_mass);
+        chunks.par_iter_mut().zip(starts).map(|(c, s)| self.finish_chunk(s, c, inv_mass)).collect()
+    }
+}
+
+/// One chunk between drawing its momenta and the Metropolis correction.
+struct ChunkStart {
+    trajectory: Trajectory,
+    rngs: Vec<fab_core::StreamRng>,
+    h_start: Vec<f64>,
 }
 
 impl Kernel for Hmc {
@@ -178,11 +230,15 @@ impl Kernel for Hmc {
         check_step_size(step_size)?;
         let n_refreshed = state.ensure_gradient(target);
         let (inv_mass, sqrt_mass) = self.inverse_and_sqrt_mass(state.dim());
-        let results: Vec<(Vec<ChainInfo>, u64)> = state
-            .chunks_mut()
-            .into_par_iter()
-            .map(|mut chunk| self.step_chunk(target, &mut chunk, step_size, seed, &inv_mass, &sqrt_mass))
-            .collect();
+        let mut chunks = state.chunks_mut();
+        let results: Vec<(Vec<ChainInfo>, u64)> = if target.has_whole_batch_component() {
+            self.step_chunks_in_lockstep(target, &mut chunks, step_size, seed, &inv_mass, &sqrt_mass)
+        } else {
+            chunks
+                .into_par_iter()
+                .map(|mut chunk| self.step_chunk(target, &mut chunk, step_size, seed, &inv_mass, &sqrt_mass))
+                .collect()
+        };
         Ok(collect_results(results, n_refreshed))
     }
 }

@@ -4,9 +4,10 @@
 //! the same map with the half kicks merged). Every step makes one batched evaluation of every component.
 
 use crate::error::McmcError;
-use crate::points::Points;
+use crate::points::{Points, evaluate_whole_batch};
 use crate::target::LinearLogDensity;
 use fab_core::Batch;
+use rayon::prelude::*;
 
 /// Advances `pts` (positions) and `p` (momenta, row-major like the positions) by `n_steps` leapfrog steps,
 /// row `i` with step size `step_sizes[i]`. Rows that reach a non-finite position or `log π` stop there and are
@@ -19,22 +20,66 @@ pub(crate) fn integrate(
     n_steps: usize,
     inv_mass: &[f64],
 ) {
-    let dim = pts.dim;
     for _ in 0..n_steps {
         if !pts.alive.iter().any(|&a| a) {
             return;
         }
-        half_kick(pts, p, step_sizes);
-        for i in (0..pts.m).filter(|&i| pts.alive[i]) {
-            let (x, pi) = (&mut pts.x[i * dim..(i + 1) * dim], &p[i * dim..(i + 1) * dim]);
-            for ((xd, pd), im) in x.iter_mut().zip(pi).zip(inv_mass) {
-                *xd += step_sizes[i] * im * pd;
-            }
-        }
-        pts.kill_non_finite_positions();
+        kick_and_drift(pts, p, step_sizes, inv_mass);
         pts.evaluate_alive(target);
         half_kick(pts, p, step_sizes);
     }
+}
+
+/// The momenta, step sizes and points of one chunk's trajectory, for [`integrate_in_lockstep`].
+#[derive(Debug)]
+pub(crate) struct Trajectory {
+    /// Positions and cached densities.
+    pub pts: Points,
+    /// Momenta, row-major like the positions.
+    pub p: Vec<f64>,
+    /// Step size of each row.
+    pub step_sizes: Vec<f64>,
+}
+
+/// [`integrate`] for every chunk of a state whose target has [`fab_core::Evaluation::WholeBatch`] components:
+/// the chunks advance one leapfrog step at a time (kicks, drifts and the chunked components in parallel over
+/// chunks), and each whole-batch component is evaluated once per step on the alive rows of all chunks, in
+/// chain order. Every row follows exactly the arithmetic of [`integrate`], so the results are the same bits.
+pub(crate) fn integrate_in_lockstep(
+    target: &LinearLogDensity<'_>,
+    trajectories: &mut [&mut Trajectory],
+    n_steps: usize,
+    inv_mass: &[f64],
+) {
+    for _ in 0..n_steps {
+        if !trajectories.iter().any(|t| t.pts.alive.iter().any(|&a| a)) {
+            return;
+        }
+        trajectories.par_iter_mut().for_each(|t| {
+            kick_and_drift(&mut t.pts, &mut t.p, &t.step_sizes, inv_mass);
+            t.pts.evaluate_chunked_components(target);
+        });
+        let mut points: Vec<&mut Points> = trajectories.iter_mut().map(|t| &mut t.pts).collect();
+        evaluate_whole_batch(target, &mut points);
+        trajectories.par_iter_mut().for_each(|t| {
+            t.pts.finish_evaluation(target);
+            half_kick(&t.pts, &mut t.p, &t.step_sizes);
+        });
+    }
+}
+
+/// The first half of a leapfrog step: `p ← p + ε/2·∇log π(x)`, `x ← x + ε·M⁻¹p` on the alive rows; rows whose
+/// new position is not finite die.
+fn kick_and_drift(pts: &mut Points, p: &mut [f64], step_sizes: &[f64], inv_mass: &[f64]) {
+    let dim = pts.dim;
+    half_kick(pts, p, step_sizes);
+    for i in (0..pts.m).filter(|&i| pts.alive[i]) {
+        let (x, pi) = (&mut pts.x[i * dim..(i + 1) * dim], &p[i * dim..(i + 1) * dim]);
+        for ((xd, pd), im) in x.iter_mut().zip(pi).zip(inv_mass) {
+            *xd += step_sizes[i] * im * pd;
+        }
+    }
+    pts.kill_non_finite_positions();
 }
 
 /// `p ← p + ε/2·∇log π(x)` on the alive rows.

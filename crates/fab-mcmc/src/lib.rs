@@ -56,8 +56,12 @@ mod leapfrog;
 mod metropolis;
 mod points;
 mod sampler;
+mod scratch;
 mod state;
 mod target;
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests; // the README's quick start
 
 pub use adapt::{
     Adapter, DualAveraging, FAB_COMMON_INIT_WEIGHT, FAB_TARGET_ACCEPT, FabRule, StepSizes, exp_log_mean_exp_accept,

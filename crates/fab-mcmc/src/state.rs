@@ -2,7 +2,7 @@
 
 use crate::error::McmcError;
 use crate::target::LinearLogDensity;
-use fab_core::{Batch, BatchMut, BatchRef};
+use fab_core::{Batch, BatchMut, BatchRef, Evaluation};
 use rayon::prelude::*;
 
 /// Chains per rayon task when none is set. Chunks are fixed by this number, never by the thread count, so the
@@ -92,7 +92,8 @@ impl ChainState {
         Ok(state)
     }
 
-    /// Evaluates the flagged components at every position, one batched call per chunk and component.
+    /// Evaluates the flagged components at every position: one batched call per chunk and component, in
+    /// parallel, or for an [`Evaluation::WholeBatch`] component one call on all chains.
     fn evaluate_components(&mut self, target: &LinearLogDensity<'_>, which: &[bool]) {
         let dim = self.dim();
         let chunk_size = self.chunk_size;
@@ -101,18 +102,23 @@ impl ChainState {
         for (k, _) in which.iter().enumerate().filter(|(_, w)| **w) {
             let density = components[k];
             let log_f = &mut self.log_f[k];
+            // One chunk covering every chain is the whole-batch call.
+            let rows_per_call = match target.evaluation(k) {
+                Evaluation::Chunked => chunk_size,
+                Evaluation::WholeBatch => log_f.len().max(1),
+            };
             match &mut self.grad_f {
                 Some(grads) => {
-                    xs.par_chunks(chunk_size * dim)
-                        .zip(log_f.par_chunks_mut(chunk_size))
-                        .zip(grads[k].as_mut_slice().par_chunks_mut(chunk_size * dim))
+                    xs.par_chunks(rows_per_call * dim)
+                        .zip(log_f.par_chunks_mut(rows_per_call))
+                        .zip(grads[k].as_mut_slice().par_chunks_mut(rows_per_call * dim))
                         .for_each(|((x, lf), g)| {
                             density.log_prob_and_grad_batch(BatchRef::new(x, dim), lf, BatchMut::new(g, dim))
                         });
                 }
                 None => {
-                    xs.par_chunks(chunk_size * dim)
-                        .zip(log_f.par_chunks_mut(chunk_size))
+                    xs.par_chunks(rows_per_call * dim)
+                        .zip(log_f.par_chunks_mut(rows_per_call))
                         .for_each(|(x, lf)| density.log_prob_batch(BatchRef::new(x, dim), lf));
                 }
             }

@@ -5,7 +5,7 @@
 //! coefficients (moving to the next β) needs no new evaluation.
 
 use crate::error::McmcError;
-use fab_core::LogDensity;
+use fab_core::{Evaluation, LogDensity};
 
 /// `log π(x) = Σₖ cₖ·log fₖ(x)` over borrowed component densities.
 ///
@@ -15,6 +15,8 @@ use fab_core::LogDensity;
 pub struct LinearLogDensity<'a> {
     components: Vec<&'a dyn LogDensity>,
     coefficients: Vec<f64>,
+    /// Each component's [`Evaluation`], read once at construction.
+    evaluations: Vec<Evaluation>,
     dim: usize,
 }
 
@@ -31,7 +33,12 @@ impl std::fmt::Debug for LinearLogDensity<'_> {
 impl<'a> LinearLogDensity<'a> {
     /// One density with coefficient 1: the standalone-sampler case.
     pub fn single(density: &'a dyn LogDensity) -> Self {
-        Self { dim: density.dim(), components: vec![density], coefficients: vec![1.0] }
+        Self {
+            dim: density.dim(),
+            evaluations: vec![density.evaluation()],
+            components: vec![density],
+            coefficients: vec![1.0],
+        }
     }
 
     /// `Σₖ coefficients[k]·log components[k]`; all components must share one dimension.
@@ -41,7 +48,8 @@ impl<'a> LinearLogDensity<'a> {
         if let Some((index, c)) = components.iter().enumerate().find(|(_, c)| c.dim() != dim) {
             return Err(McmcError::ComponentDimension { index, expected: dim, got: c.dim() });
         }
-        let mut out = Self { components, coefficients: Vec::new(), dim };
+        let evaluations = components.iter().map(|c| c.evaluation()).collect();
+        let mut out = Self { components, coefficients: Vec::new(), evaluations, dim };
         out.set_coefficients(&coefficients)?;
         Ok(out)
     }
@@ -70,6 +78,15 @@ impl<'a> LinearLogDensity<'a> {
     /// The component densities.
     pub fn components(&self) -> &[&'a dyn LogDensity] {
         &self.components
+    }
+    /// How component `k` wants to be called: per chunk from many threads, or once on all chains.
+    pub fn evaluation(&self, k: usize) -> Evaluation {
+        self.evaluations[k]
+    }
+    /// True when some component must be evaluated once per step on all chains ([`Evaluation::WholeBatch`]):
+    /// the chain engine then advances its chunks in lock-step, one leapfrog step at a time.
+    pub fn has_whole_batch_component(&self) -> bool {
+        self.evaluations.contains(&Evaluation::WholeBatch)
     }
     /// The coefficients `cₖ`.
     pub fn coefficients(&self) -> &[f64] {

@@ -91,6 +91,10 @@ impl ExactSampler for Funnel {
 }
 
 impl Target for Funnel {
+    fn exact_sampler(&self) -> Option<&dyn ExactSampler> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

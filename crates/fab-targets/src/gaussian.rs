@@ -123,6 +123,10 @@ impl ExactSampler for DiagGaussian {
 }
 
 impl Target for DiagGaussian {
+    fn exact_sampler(&self) -> Option<&dyn ExactSampler> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

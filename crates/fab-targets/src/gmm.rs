@@ -2,7 +2,8 @@
 
 use crate::error::{TargetError, check_finite, check_len, check_positive};
 use crate::gmm40_means::GMM40_MEANS;
-use crate::target::{LN_2PI, Moments, Target};
+use crate::quadratic::QuadraticFn;
+use crate::target::{LN_2PI, Moments, Target, TestFunction};
 use fab_core::{BatchMut, ExactSampler, LogDensity};
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, StandardNormal};
@@ -37,6 +38,8 @@ pub struct DiagGmm {
     weights: Vec<f64>,
     /// `ln w_k − Σ_j ln σ_kj − (dim/2) ln 2π`: the log density of component `k` at its mean, weighted.
     log_peak: Vec<f64>,
+    /// The papers' quadratic test function of this mixture (the two presets), whose expectation is exact here.
+    quadratic: Option<QuadraticFn>,
 }
 
 impl DiagGmm {
@@ -87,12 +90,18 @@ impl DiagGmm {
             .zip(stds.chunks_exact(dim))
             .map(|(w, s)| w.ln() - s.iter().map(|s| s.ln()).sum::<f64>() - 0.5 * dim as f64 * LN_2PI)
             .collect();
-        Ok(Self { name: "gmm".into(), dim, means, stds, inv_vars, weights, log_peak })
+        Ok(Self { name: "gmm".into(), dim, means, stds, inv_vars, weights, log_peak, quadratic: None })
     }
 
     /// Renames the mixture (the name is what [`Target::name`] reports).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Declares `f` as this mixture's test function ([`Target::test_function`]; its expectation is exact).
+    pub fn with_quadratic(mut self, f: QuadraticFn) -> Self {
+        self.quadratic = Some(f);
         self
     }
 
@@ -115,13 +124,19 @@ impl DiagGmm {
         // The raw `cat_probs`; `Categorical` normalised them, and so does `new`.
         let cat_probs =
             [0.7439900860873985, 0.7067595900863742, 0.7945342617956747, 0.6953273686061083, 0.4236223670433845];
-        Self::new(&means, &stds, &cat_probs).expect("the 2021 MoG constants are valid").with_name("mog5_2021")
+        Self::new(&means, &stds, &cat_probs)
+            .expect("the 2021 MoG constants are valid")
+            .with_name("mog5_2021")
+            .with_quadratic(QuadraticFn::mog5_2021())
     }
 
     /// The ICLR 2023 40-mode GMM in 2-D (SPEC §1a-ii): float32 means in `[-40, 40]²`, every std the float32
     /// `softplus(1)`, uniform weights.
     pub fn gmm40_iclr() -> Self {
-        Self::gmm40_with_std(GMM40_STD).expect("the ICLR GMM constants are valid").with_name("gmm40_iclr")
+        Self::gmm40_with_std(GMM40_STD)
+            .expect("the ICLR GMM constants are valid")
+            .with_name("gmm40_iclr")
+            .with_quadratic(QuadraticFn::gmm40_iclr())
     }
 
     /// The 40 ICLR means with uniform weights and a common std `std` in every coordinate (e.g.
@@ -276,6 +291,10 @@ impl ExactSampler for DiagGmm {
 }
 
 impl Target for DiagGmm {
+    fn exact_sampler(&self) -> Option<&dyn ExactSampler> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -286,5 +305,11 @@ impl Target for DiagGmm {
 
     fn moments(&self) -> Option<Moments> {
         Some(self.mixture_moments())
+    }
+
+    fn test_function(&self) -> Option<TestFunction> {
+        let f = self.quadratic.clone()?;
+        let expectation = f.expectation_under(self);
+        Some(TestFunction::new(move |x| f.value(x), expectation))
     }
 }

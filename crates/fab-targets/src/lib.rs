@@ -19,8 +19,11 @@
 //!   overrides the batched methods with a loop over an inlined per-row kernel (no dynamic dispatch per row).
 //!   There is no scratch memory: the mixture's logsumexp and its gradient are accumulated in one pass with a
 //!   running maximum, which also keeps `log p` exact far from every mode.
-//! - **`Target = LogDensity + ExactSampler + name + log_z`.** `log_z` refers to the density as returned by
-//!   `log_prob`: `Some(0.0)` for normalised targets, the exact constant for the unnormalised Many Well.
+//! - **`Target = LogDensity + optional capabilities`.** A target is any density; exact samples, `log_z`, moments,
+//!   mode sets, a test function and a validity predicate are capabilities with "not available" defaults, so a
+//!   user's density is a target by `impl Target for MyDensity {}` or through [`CustomTarget`]. The built-in
+//!   targets declare every capability they have. `log_z` refers to the density as returned by `log_prob`:
+//!   `Some(0.0)` for normalised targets, the exact constant for the unnormalised Many Well.
 //!   [`Target::moments`] gives exact per-coordinate moments (analytic, or by quadrature for the double well)
 //!   so sampler tests need no hand-maintained reference table.
 //! - **Constants are literals.** The reference targets were drawn from a torch RNG; their values are copied
@@ -34,6 +37,7 @@
 //! Flows, MCMC kernels, AIS, training, metrics and IO. The only samplers here are exact ones; it depends on
 //! `fab-core` alone, so every algorithm crate can be tested against these targets without a cycle.
 
+mod custom;
 mod error;
 mod funnel;
 mod gaussian;
@@ -45,6 +49,7 @@ pub mod quadrature;
 mod spec;
 mod target;
 
+pub use custom::CustomTarget;
 pub use error::TargetError;
 pub use funnel::{FUNNEL_V_STD, Funnel};
 pub use gaussian::DiagGaussian;
@@ -55,7 +60,7 @@ pub use many_well::{
 };
 pub use quadratic::QuadraticFn;
 pub use spec::TargetSpec;
-pub use target::{LN_2PI, Moments, Target};
+pub use target::{LN_2PI, ModeSets, Moments, PointFn, Target, TestFunction};
 
 /// One instance of every built-in target, each with a distinct [`Target::name`]:
 /// the two paper mixtures, a general 3-D mixture, the Double Well, Many Well 16 and 32, a diagonal Gaussian,

@@ -3,7 +3,7 @@
 
 use crate::error::TargetError;
 use crate::quadrature::simpson;
-use crate::target::{LN_2PI, Moments, Target};
+use crate::target::{LN_2PI, ModeSets, Moments, Target};
 use fab_core::{Batch, BatchMut, ExactSampler, LogDensity, stream_rng};
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, StandardNormal};
@@ -226,8 +226,17 @@ impl ExactSampler for ManyWell {
 }
 
 impl Target for ManyWell {
+    fn exact_sampler(&self) -> Option<&dyn ExactSampler> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The ICLR mode set (exact modes) and the 2021 one (modes plus `0.2·N(0, I)` noise drawn from `rng`).
+    fn mode_sets(&self, rng: &mut dyn RngCore) -> Option<ModeSets> {
+        Some(ModeSets { exact: self.mode_test_set_iclr(), noisy: Some(self.mode_test_set_2021(rng)) })
     }
 
     /// `(dim/2)(ln Z₁ + ½ ln 2π)` with the hard-coded `Z₁` of the reference code.

@@ -5,14 +5,33 @@ mod common;
 
 use common::{N_SIGMA, assert_rel, integrate_2d, mean_var};
 use fab_core::gradcheck::{assert_batch_agrees, check_density_gradient};
-use fab_core::{Batch, LogDensity, stream_rng, sub_seed};
+use fab_core::{Batch, ExactSampler, LogDensity, stream_rng, sub_seed};
 use fab_targets::{Target, all_builtin_targets};
 use rand_distr::{Distribution, StandardNormal};
+
+/// The exact sampler every built-in target declares.
+fn exact(target: &dyn Target) -> &dyn ExactSampler {
+    target.exact_sampler().unwrap_or_else(|| panic!("{} declares no exact sampler", target.name()))
+}
+
+#[test]
+fn every_builtin_target_declares_its_capabilities() {
+    for target in all_builtin_targets() {
+        let name = target.name().to_string();
+        assert!(target.exact_sampler().is_some(), "{name}: exact sampler");
+        assert!(target.log_z().is_some(), "{name}: log Z");
+        assert!(target.moments().is_some(), "{name}: moments");
+        let modes = target.mode_sets(&mut stream_rng(0, 0));
+        assert_eq!(modes.is_some(), name.starts_with("many_well") || name == "double_well", "{name}: mode sets");
+        let has_f = target.test_function().is_some();
+        assert_eq!(has_f, name == "mog5_2021" || name == "gmm40_iclr", "{name}: test function");
+    }
+}
 
 /// Exact samples plus the same samples moved by `N(0, 1)` noise, so points off the typical set are checked too.
 fn test_points(target: &dyn Target, seed: u64, n_exact: usize) -> Batch {
     let mut rng = stream_rng(seed, 0);
-    let exact = target.sample_exact(&mut rng, n_exact);
+    let exact = exact(target).sample_exact(&mut rng, n_exact);
     let mut points = exact.clone();
     for row in exact.rows() {
         let moved: Vec<f64> = row
@@ -67,7 +86,7 @@ fn exact_sampler_moments_match_the_exact_moments_for_every_target() {
     let n = 100_000;
     for (idx, target) in all_builtin_targets().iter().enumerate() {
         let moments = target.moments().unwrap();
-        let xs = target.sample_exact(&mut stream_rng(13, idx as u64), n);
+        let xs = exact(target.as_ref()).sample_exact(&mut stream_rng(13, idx as u64), n);
         for j in 0..target.dim() {
             let column: Vec<f64> = xs.rows().map(|x| x[j]).collect();
             let (mean, var) = mean_var(&column);
@@ -94,7 +113,7 @@ fn exact_sampler_moments_match_the_exact_moments_for_every_target() {
 fn score_has_zero_mean_under_exact_samples_for_every_target() {
     let n = 50_000;
     for (idx, target) in all_builtin_targets().iter().enumerate() {
-        let xs = target.sample_exact(&mut stream_rng(14, idx as u64), n);
+        let xs = exact(target.as_ref()).sample_exact(&mut stream_rng(14, idx as u64), n);
         let mut log_p = vec![0.0; n];
         let mut grads = Batch::zeros(n, target.dim());
         target.log_prob_and_grad_batch(xs.view(), &mut log_p, grads.view_mut());
@@ -132,4 +151,47 @@ fn two_dimensional_targets_integrate_to_their_normaliser() {
         n_checked += 1;
     }
     assert_eq!(n_checked, 3, "the 2021 MoG, the ICLR GMM and the Double Well");
+}
+
+#[test]
+fn a_custom_target_declares_only_what_it_is_given() {
+    use fab_targets::{CustomTarget, DiagGaussian, TestFunction};
+    let density = DiagGaussian::standard(2);
+    let bare = CustomTarget::new("mine", density.clone());
+    assert_eq!(bare.name(), "mine");
+    assert!(bare.log_z().is_none() && bare.exact_sampler().is_none() && bare.test_function().is_none());
+    assert!(bare.point_is_valid(&[1e300, 0.0]));
+    let full = CustomTarget::new("mine", density.clone())
+        .with_log_z(0.0)
+        .with_exact_sampler(density)
+        .with_test_function(TestFunction::new(|x| x[0] * x[0], 1.0))
+        .with_validity(|x| x.iter().all(|v| v.abs() < 10.0));
+    assert_eq!(full.log_z(), Some(0.0));
+    assert_eq!(full.exact_sampler().unwrap().sample_exact(&mut stream_rng(1, 0), 3).n_rows(), 3);
+    assert_eq!(full.test_function().unwrap().value(&[3.0, 0.0]), 9.0);
+    assert!(full.point_is_valid(&[9.0, -9.0]) && !full.point_is_valid(&[11.0, 0.0]));
+    assert_eq!(full.log_prob(&[0.5, 0.5]), DiagGaussian::standard(2).log_prob(&[0.5, 0.5]));
+}
+
+#[test]
+fn a_custom_target_forwards_how_its_density_wants_to_be_evaluated() {
+    use fab_core::{Evaluation, LogDensity};
+    use fab_targets::CustomTarget;
+    struct Python;
+    impl LogDensity for Python {
+        fn dim(&self) -> usize {
+            1
+        }
+        fn evaluation(&self) -> Evaluation {
+            Evaluation::WholeBatch
+        }
+        fn log_prob(&self, x: &[f64]) -> f64 {
+            -x[0] * x[0]
+        }
+        fn log_prob_and_grad(&self, x: &[f64], g: &mut [f64]) -> f64 {
+            g[0] = -2.0 * x[0];
+            self.log_prob(x)
+        }
+    }
+    assert_eq!(CustomTarget::new("py", Python).evaluation(), Evaluation::WholeBatch);
 }

@@ -4,9 +4,35 @@
 //! (`method.ais.n_intermediate`) and says why, so the CLI can point at the line.
 
 use crate::snf::SnfSpec;
+use fab_ais::{AisConfig, BetaSchedule, CheckedAisConfig, StepSizeRule};
+use fab_mcmc::{FabRule, Hmc};
+
+/// Gradient clamp of HMC inside AIS: ±1e4 in the 2021 code, ±1e3 in the ICLR code (SPEC §3).
+const GRAD_CLAMP_2021: f64 = 1e4;
+const GRAD_CLAMP_ICLR: f64 = 1e3;
 use fab_flow::{BaseSpec, FlowSpec};
-use fab_targets::TargetSpec;
+use fab_targets::{Target, TargetSpec};
 use serde::{Deserialize, Serialize};
+
+/// `Option<TargetSpec>` written as the bare spec when present, so `target: Mog5_2021` reads as `Some`.
+mod bare_option {
+    use fab_targets::TargetSpec;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<TargetSpec>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(spec) => spec.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TargetSpec>, D::Error> {
+        TargetSpec::deserialize(d).map(Some)
+    }
+}
+
+/// The config of `examples/own_density.rs`: FAB α = 2 with the replay buffer on a 2-D density supplied from code
+/// (it has no `target` field). A starting point for your own: parse it, then change fields.
+pub const EXAMPLE_OWN_DENSITY: &str = include_str!("../examples/own_density.ron");
 
 /// A whole training run: what to learn, with which flow, by which method, for how long, evaluated how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,8 +42,10 @@ pub struct TrainConfig {
     pub name: String,
     /// Seed of every random stream of the run (flow initialisation, AIS, evaluation).
     pub seed: u64,
-    /// The target distribution.
-    pub target: TargetSpec,
+    /// The built-in target; omitted when the caller supplies its own density ([`crate::Run::with_target`]).
+    /// Written in RON as the bare spec (`target: Mog5_2021`).
+    #[serde(default, with = "bare_option", skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetSpec>,
     /// The flow architecture.
     pub flow: FlowConfig,
     /// The training method and its settings.
@@ -122,6 +150,43 @@ impl Method {
             Self::MaximumLikelihood => "flow w/ ML",
             Self::Snf { .. } => "SNF w/ reverse KL",
         }
+    }
+
+    /// The fab-ais configuration of a FAB method (`None` for methods without AIS), with α = 1 for the 2021
+    /// objective (AIS to p) and α = 2 for the ICLR one (AIS to p²/q).
+    pub fn ais_config(&self) -> Option<AisConfig> {
+        let (settings, alpha) = match self {
+            Self::Fab2021 { ais } => (ais, 1.0),
+            Self::FabAlpha2 { ais, .. } => (ais, 2.0),
+            _ => return None,
+        };
+        let schedule = match settings.schedule {
+            Schedule::Linear => BetaSchedule::Linear,
+            Schedule::Geometric => BetaSchedule::Geometric,
+        };
+        let base = AisConfig { n_intermediate: settings.n_intermediate, schedule, alpha, ..AisConfig::fab_2021() };
+        Some(match &settings.transition {
+            Transition::Hmc { n_leapfrog, step_size, adapt } => {
+                let (rule, clamp) = match adapt {
+                    StepRule::Fab2021 => (StepSizeRule::Fab(FabRule::Fab2021), GRAD_CLAMP_2021),
+                    StepRule::FabIclr => (StepSizeRule::Fab(FabRule::Iclr), GRAD_CLAMP_ICLR),
+                    StepRule::Fixed => (StepSizeRule::Fixed, GRAD_CLAMP_ICLR),
+                };
+                AisConfig {
+                    transition: fab_ais::Transition::Hmc(Hmc::new(*n_leapfrog).with_grad_clamp(clamp)),
+                    step_size_rule: rule,
+                    initial_step_size: *step_size,
+                    ..base
+                }
+            }
+            Transition::Metropolis { step_size, n_steps } => AisConfig {
+                transition: fab_ais::Transition::Metropolis,
+                step_size_rule: StepSizeRule::Fixed,
+                initial_step_size: *step_size,
+                transitions_per_beta: *n_steps,
+                ..base
+            },
+        })
     }
 
     /// The SNF architecture of an SNF method on `dim` dimensions (`None` for every other method).
@@ -312,16 +377,27 @@ fn at_least_one(field: &str, v: usize) -> Result<(), ConfigError> {
 }
 
 impl TrainConfig {
-    /// Validates every field (including building the target and the flow spec) before any work starts.
-    pub fn check(&self) -> Result<(), ConfigError> {
+    /// Validates every field against the config's built-in target (built here, once) before any work starts.
+    pub fn check(self) -> Result<CheckedTrainConfig, ConfigError> {
+        let Some(spec) = &self.target else {
+            return Err(ConfigError {
+                field: "target".into(),
+                reason: "missing: name a built-in target, or supply a density from code (Run::with_target)".into(),
+            });
+        };
+        let target = spec.build().map_err(|e| ConfigError { field: "target".into(), reason: e.to_string() })?;
+        self.check_with_target(target)
+    }
+
+    /// Validates every field against a caller-supplied target (the config's own `target`, if any, is ignored).
+    pub fn check_with_target(self, target: Box<dyn Target>) -> Result<CheckedTrainConfig, ConfigError> {
         if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
             bad("name", "must be non-empty and contain no path separators")?;
         }
-        let target = self.target.build().map_err(|e| ConfigError { field: "target".into(), reason: e.to_string() })?;
-        let spec = self.flow.spec();
-        spec.validate().map_err(|e| ConfigError { field: "flow".into(), reason: e.to_string() })?;
-        if spec.dim != target.dim() {
-            bad("flow", format!("flow dimension {} differs from the target's {}", spec.dim, target.dim()))?;
+        let flow = self.flow.spec();
+        flow.validate().map_err(|e| ConfigError { field: "flow".into(), reason: e.to_string() })?;
+        if flow.dim != target.dim() {
+            bad("flow", format!("flow dimension {} differs from the target's {}", flow.dim, target.dim()))?;
         }
         at_least_one("batch_size", self.batch_size)?;
         match self.budget {
@@ -329,13 +405,24 @@ impl TrainConfig {
             _ => {}
         }
         self.check_method()?;
+        if matches!(self.method, Method::MaximumLikelihood) && target.exact_sampler().is_none() {
+            bad(
+                "method",
+                "MaximumLikelihood trains on exact target samples, and this target declares no exact sampler",
+            )?;
+        }
         self.check_optimizer()?;
         at_least_one("eval.n_samples", self.eval.n_samples)?;
         at_least_one("eval.n_samples_final", self.eval.n_samples_final)?;
         at_least_one("eval.n_target_samples", self.eval.n_target_samples)?;
         let (groups, size) = self.eval.expectation_groups;
         at_least_one("eval.expectation_groups", groups.min(size))?;
-        Ok(())
+        let ais = self
+            .method
+            .ais_config()
+            .map(|c| c.check().map_err(|e| ConfigError { field: format!("method.ais.{}", e.field), reason: e.reason }))
+            .transpose()?;
+        Ok(CheckedTrainConfig { config: self, flow, ais, target })
     }
 
     fn check_method(&self) -> Result<(), ConfigError> {
@@ -404,5 +491,42 @@ impl TrainConfig {
             bad("optimizer.schedule.final_fraction", format!("must be in [0, 1], got {final_fraction}"))?;
         }
         Ok(())
+    }
+}
+
+/// A configuration checked once against its target: what a [`crate::Run`] is built from.
+pub struct CheckedTrainConfig {
+    config: TrainConfig,
+    flow: FlowSpec,
+    ais: Option<CheckedAisConfig>,
+    target: Box<dyn Target>,
+}
+
+impl CheckedTrainConfig {
+    /// The configuration as given.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+    /// The flow architecture.
+    pub fn flow_spec(&self) -> &FlowSpec {
+        &self.flow
+    }
+    /// The checked AIS configuration of a FAB method.
+    pub fn ais(&self) -> Option<&CheckedAisConfig> {
+        self.ais.as_ref()
+    }
+    /// The target the config was checked against.
+    pub fn target(&self) -> &dyn Target {
+        self.target.as_ref()
+    }
+    /// The parts, for building a run.
+    pub(crate) fn into_parts(self) -> (TrainConfig, FlowSpec, Option<CheckedAisConfig>, Box<dyn Target>) {
+        (self.config, self.flow, self.ais, self.target)
+    }
+}
+
+impl std::fmt::Debug for CheckedTrainConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedTrainConfig").field("config", &self.config).field("target", &self.target.name()).finish()
     }
 }

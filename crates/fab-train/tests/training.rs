@@ -35,7 +35,7 @@ fn mog_config(method: Method, iterations: u64) -> TrainConfig {
     TrainConfig {
         name: "test".into(),
         seed: 2,
-        target: TargetSpec::Mog5_2021,
+        target: Some(TargetSpec::Mog5_2021),
         flow: FlowConfig::RealNvp2021 { dim: 2, n_blocks: 10, width: 40, scale_init: 1.0 },
         method,
         optimizer: OptimizerConfig {
@@ -156,7 +156,7 @@ fn a_flow_equal_to_the_target_scores_perfectly() {
     // An untrained ICLR flow is an orthogonal map of N(0, I) (zero-initialised couplings, orthogonal LU layers):
     // on a standard normal target q = p exactly, so every metric must say so.
     let config = TrainConfig {
-        target: TargetSpec::DiagGaussian { means: vec![0.0; 3], stds: vec![1.0; 3] },
+        target: Some(TargetSpec::DiagGaussian { means: vec![0.0; 3], stds: vec![1.0; 3] }),
         flow: FlowConfig::Custom(FlowSpec::realnvp_iclr(3, 2, 8)),
         method: Method::ReverseKl,
         ..mog_config(Method::ReverseKl, 1)

@@ -2,37 +2,13 @@
 #![allow(dead_code)]
 
 use fab_core::{Batch, Proposal, stream_rng};
-use fab_flow::{Activation, BaseSpec, CouplingSpec, Direction, Flow, FlowSpec, HeadLayout, LayerSpec, ScaleMap};
+use fab_flow::{BaseSpec, Flow, FlowSpec, LayerSpec};
 use rand_distr::{Distribution, StandardNormal};
 
 /// One registry entry.
 pub struct Case {
     pub name: &'static str,
     pub flow: Flow,
-}
-
-fn coupling(
-    cond: Vec<usize>,
-    transformed: Vec<usize>,
-    hidden: Vec<usize>,
-    activation: Activation,
-    scale_map: ScaleMap,
-    head_layout: HeadLayout,
-    affine_direction: Direction,
-) -> LayerSpec {
-    LayerSpec::Coupling(CouplingSpec {
-        cond,
-        transformed,
-        hidden,
-        activation,
-        scale_map,
-        head_layout,
-        affine_direction,
-    })
-}
-
-fn single(dim: usize, layer: LayerSpec) -> FlowSpec {
-    FlowSpec { dim, layers: vec![layer], base: BaseSpec::StandardNormal }
 }
 
 /// A flow from `spec` with ActNorm initialised and every parameter moved off its (often degenerate) initial value,
@@ -50,80 +26,18 @@ pub fn perturbed(spec: &FlowSpec, seed: u64, scale: f64) -> Flow {
     flow
 }
 
-/// Every layer kind, each as a one-layer flow in a small dimension (≤ 6, so Jacobians can be differenced).
+/// Every layer kind, each as a one-layer flow in a small dimension (≤ 6, so Jacobians can be differenced): the
+/// crate's own [`LayerSpec::examples`] (so a new layer is covered without a line here), plus the trainable base.
 pub fn layer_registry() -> Vec<Case> {
-    let leaky = Activation::LeakyRelu { slope: 0.01 };
-    let specs: Vec<(&'static str, FlowSpec)> = vec![
-        (
-            "coupling 2021 (flipped halves, 2·sigmoid, leaky ReLU)",
-            single(
-                3,
-                coupling(
-                    vec![2],
-                    vec![1, 0],
-                    vec![7],
-                    leaky,
-                    ScaleMap::TwoSigmoid,
-                    HeadLayout::ScaleThenShift,
-                    Direction::Density,
-                ),
-            ),
-        ),
-        (
-            "coupling ICLR (odd D, interleaved heads, exp, ReLU ×2)",
-            single(
-                5,
-                coupling(
-                    vec![0, 1, 2],
-                    vec![3, 4],
-                    vec![6, 5],
-                    Activation::Relu,
-                    ScaleMap::Exp,
-                    HeadLayout::InterleavedShiftScale,
-                    Direction::Sampling,
-                ),
-            ),
-        ),
-        (
-            "coupling bounded sigmoid, permutation split",
-            single(
-                4,
-                coupling(
-                    vec![2, 0],
-                    vec![3, 1],
-                    vec![5],
-                    leaky,
-                    ScaleMap::BoundedSigmoid { low: 0.1, high: 10.0 },
-                    HeadLayout::ScaleThenShift,
-                    Direction::Sampling,
-                ),
-            ),
-        ),
-        (
-            "coupling exp with density-side affine, 3 hidden",
-            single(
-                4,
-                coupling(
-                    vec![1],
-                    vec![0, 2, 3],
-                    vec![4, 4, 3],
-                    leaky,
-                    ScaleMap::Exp,
-                    HeadLayout::InterleavedShiftScale,
-                    Direction::Density,
-                ),
-            ),
-        ),
-        ("actnorm", single(3, LayerSpec::ActNorm)),
-        ("lu linear", single(4, LayerSpec::LuLinear)),
-        ("global scale", single(3, LayerSpec::GlobalScale { init: 1.7 })),
-        ("trainable diagonal Gaussian base", FlowSpec { dim: 3, layers: vec![], base: BaseSpec::DiagGaussian }),
-    ];
-    specs
+    let mut cases: Vec<Case> = LayerSpec::examples()
         .into_iter()
         .enumerate()
         .map(|(i, (name, spec))| Case { name, flow: perturbed(&spec, 100 + i as u64, 0.3) })
-        .collect()
+        .collect();
+    // Seed 107 (its place after the seven layer examples), fixed so the base keeps its recorded bits as layers join.
+    let base = FlowSpec { dim: 3, layers: vec![], base: BaseSpec::DiagGaussian };
+    cases.push(Case { name: "trainable diagonal Gaussian base", flow: perturbed(&base, 107, 0.3) });
+    cases
 }
 
 /// The papers' assembled flows plus small odd-dimensional variants of both builders.
@@ -135,6 +49,8 @@ pub fn builder_registry() -> Vec<Case> {
         ("ICLR Many Well flow (D = 16)", FlowSpec::many_well_iclr(16), 0.01),
         ("2021 builder, D = 5", FlowSpec::realnvp_2021(5, 3, 7, 1.5), 0.1),
         ("ICLR builder, D = 3", FlowSpec::realnvp_iclr(3, 2, 6), 0.1),
+        ("fab-jax GMM spline flow", FlowSpec::gmm_fab_jax(), 0.02),
+        ("fab-jax spline builder, D = 3", FlowSpec::spline_fab_jax(3, 2, vec![6, 5], 3.0, 5), 0.1),
     ];
     specs
         .into_iter()
