@@ -70,15 +70,10 @@ pub fn resolve(config: Option<&Bound<'_, PyAny>>, source: &DensitySource, o: &Ov
     let (text, name) = config_text(config)?;
     let mut c = parse(&text, &name)?;
     let dim = source.dim();
-    match source {
-        DensitySource::Builtin(spec, _) => c.target = spec.clone(),
-        DensitySource::Python(d) => {
-            return Err(value_error(format!(
-                "training on a Python density ({}) needs fab_train::Run::with_target (issue 11), not yet merged",
-                d.name()
-            )));
-        }
-    }
+    c.target = match source {
+        DensitySource::Builtin(spec, _) => Some(spec.clone()),
+        DensitySource::Python(_) => None,
+    };
     if is_default {
         set_flow_dim(&mut c.flow, dim);
         c.name = format!("{}_fab_2021", source_name(source));
@@ -98,7 +93,10 @@ pub fn resolve(config: Option<&Bound<'_, PyAny>>, source: &DensitySource, o: &Ov
     if let Some(b) = o.batch_size {
         c.batch_size = b;
     }
-    c.check().map_err(|e| value_error(format!("{name}: field `{}`: {}", e.field, e.reason)))?;
+    // A Python density's config is checked with the density by Run::with_target.
+    if matches!(source, DensitySource::Builtin(..)) {
+        c.clone().check().map_err(|e| value_error(format!("{name}: {e}")))?;
+    }
     Ok(c)
 }
 

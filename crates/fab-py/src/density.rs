@@ -122,9 +122,25 @@ impl PyDensity {
     }
 }
 
+/// A Python density is a FAB target with the capabilities its author declared (a name and, optionally, log Z).
+impl fab_targets::Target for PyDensity {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn log_z(&self) -> Option<f64> {
+        self.log_z
+    }
+}
+
 impl LogDensity for PyDensity {
     fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// One call per step on all chains, from one thread: the GIL serialises Python calls anyway, and each call
+    /// has a fixed overhead that a whole batch pays once.
+    fn evaluation(&self) -> fab_core::Evaluation {
+        fab_core::Evaluation::WholeBatch
     }
 
     fn log_prob(&self, x: &[f64]) -> f64 {
@@ -154,9 +170,8 @@ impl LogDensity for PyDensity {
 ///
 /// - `log_prob_and_grad(x)`: `x` is a float64 array of shape `(n, dim)`; returns a tuple `(log_p, grad)` of float64
 ///   arrays of shapes `(n,)` and `(n, dim)`: the unnormalised log density of each row and its gradient. It is
-///   called on whole batches, never per point, with the GIL held only during the call: all flow samples of an
-///   evaluation in one call; HMC and AIS call it once per leapfrog step per chunk of 64 chains (fab-mcmc's
-///   chunking; one call per step over all chains once fab-core's whole-batch evaluation is merged).
+///   called once per batch, never per point or per chunk (all chains of one HMC leapfrog step, all AIS points of
+///   one step, all flow samples of an evaluation), with the GIL held only during the call.
 /// - `log_prob(x)` (optional): returns only `log_p`, shape `(n,)`, for calls that need no gradient (evaluation,
 ///   Metropolis). Without it those calls use `log_prob_and_grad` and ignore the gradient.
 /// - `-inf`/NaN values mean "outside the support": points there are rejected and counted, never an error.

@@ -31,7 +31,7 @@ impl BuiltinTarget {
 
 /// `n` exact samples of `target` from stream `(seed, 0)`.
 pub fn exact_samples(target: &dyn Target, seed: u64, n: usize) -> Option<Batch> {
-    Some(target.sample_exact(&mut stream_rng(seed, 0), n))
+    target.exact_sampler().map(|s| s.sample_exact(&mut stream_rng(seed, 0), n))
 }
 
 #[pymethods]

@@ -23,11 +23,15 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
-/// A fresh run on `source` (built-in targets come from the config).
-fn build_run(config: TrainConfig, _source: &DensitySource) -> Result<Run, TrainError> {
-    Run::new(config)
+/// A fresh run on `source` (built-in targets come from the config, a Python density is handed over).
+fn build_run(config: TrainConfig, source: &DensitySource) -> Result<Run, TrainError> {
+    match source {
+        DensitySource::Builtin(..) => Run::new(config),
+        DensitySource::Python(d) => Run::with_target(config, Box::new(d.clone())),
+    }
 }
 
 /// A run restored from checkpoint content.
@@ -35,9 +39,12 @@ fn restore_run(
     config: TrainConfig,
     data: &CheckpointData,
     path: &Path,
-    _source: &DensitySource,
+    source: &DensitySource,
 ) -> Result<Run, TrainError> {
-    Run::from_checkpoint(config, data, path)
+    match source {
+        DensitySource::Builtin(..) => Run::from_checkpoint(config, data, path),
+        DensitySource::Python(d) => Run::from_checkpoint_with_target(config, Box::new(d.clone()), data, path),
+    }
 }
 
 /// The CLI's progress bar, hidden when stderr is not a terminal or `quiet`.
@@ -80,8 +87,9 @@ fn log_z_with_se(log_w: &[f64]) -> (f64, f64) {
 }
 
 /// The model's state: a full run (trained or loaded from a run directory), or a flow alone (from flow.safetensors).
+/// A run is `Send` but not `Sync` (its objective state), so the model holds it behind a mutex.
 enum State {
-    Run(Box<Run>),
+    Run(Mutex<Box<Run>>),
     Flow(Flow),
 }
 
@@ -102,55 +110,60 @@ pub struct Model {
 }
 
 impl Model {
-    fn flow(&self) -> &Flow {
+    /// Runs `f` on the flow, with the GIL released, on the model's workers.
+    fn with_flow<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Flow) -> T + Send) -> T {
+        let pool = self.pool.as_ref();
         match &self.state {
-            State::Run(r) => r.flow(),
-            State::Flow(f) => f,
+            State::Run(m) => {
+                let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
+                let run: &mut Run = &mut guard;
+                py.detach(move || in_pool(pool, move || f(run.flow())))
+            }
+            State::Flow(flow) => py.detach(move || in_pool(pool, move || f(flow))),
         }
     }
 
-    fn run(&self, what: &str) -> PyResult<&Run> {
-        match &self.state {
-            State::Run(r) => Ok(r),
-            State::Flow(_) => Err(FabError::new_err(format!(
+    /// Runs `f` on the run, with the GIL released, on the model's workers; then raises the density's exception.
+    fn with_run<T: Send>(&self, py: Python<'_>, what: &str, f: impl FnOnce(&Run) -> T + Send) -> PyResult<T> {
+        let State::Run(m) = &self.state else {
+            return Err(FabError::new_err(format!(
                 "{what} needs the training run (AIS state and target); this model holds a flow alone: load a run \
                  directory instead"
-            ))),
-        }
-    }
-
-    fn raise_density_error(&self) -> PyResult<()> {
+            )));
+        };
+        let pool = self.pool.as_ref();
+        let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
+        let run: &mut Run = &mut guard;
+        let out = py.detach(move || in_pool(pool, move || f(run)));
         match self.source.as_ref().and_then(DensitySource::take_error) {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(out),
         }
     }
 
-    /// `(x, log p̃ − log q)` of `n` flow samples.
+    /// `log p̃ − log q` of `n` flow samples.
     fn flow_log_weights(&self, py: Python<'_>, n: usize, seed: u64) -> PyResult<Vec<f64>> {
-        let run = self.run("log_z")?;
-        let pool = self.pool.as_ref();
-        let log_w = py.detach(|| {
-            in_pool(pool, || {
-                let (x, log_q) = run.flow().sample(&mut stream_rng(seed, 0), n);
-                let mut log_p = vec![0.0; n];
-                run.target().log_prob_batch(x.view(), &mut log_p);
-                fab_train::metrics::log_weights(&log_p, &log_q)
-            })
-        });
-        self.raise_density_error()?;
-        Ok(log_w)
+        self.with_run(py, "log_z", move |run| {
+            let (x, log_q) = run.flow().sample(&mut stream_rng(seed, 0), n);
+            let mut log_p = vec![0.0; n];
+            run.target().log_prob_batch(x.view(), &mut log_p);
+            fab_train::metrics::log_weights(&log_p, &log_q)
+        })
     }
 
     /// `(x, log w)` of `n` AIS samples from the flow to the target, with the run's frozen step sizes.
-    fn ais(&self, py: Python<'_>, n: usize, seed: u64) -> PyResult<fab_train::AisBatch> {
-        let run = self.run("ais_sample")?;
-        let driver = run.ais().ok_or_else(|| FabError::new_err("this run is not a FAB run: it has no AIS"))?;
-        let mut frozen = driver.clone();
-        let pool = self.pool.as_ref();
-        let out = py.detach(|| in_pool(pool, || frozen.run(run.flow(), run.target(), n, 1.0, seed, false)));
-        self.raise_density_error()?;
-        out.map_err(FabError::new_err)
+    fn ais(&self, py: Python<'_>, n: usize, seed: u64) -> PyResult<(fab_core::Batch, Vec<f64>)> {
+        let out = self.with_run(py, "ais_sample", move |run| run.sample_ais(n, seed))?;
+        let a =
+            out.map_err(train_error)?.ok_or_else(|| FabError::new_err("this run is not a FAB run: it has no AIS"))?;
+        Ok((a.samples, a.log_w))
+    }
+
+    fn with_locked_run<T>(&self, f: impl FnOnce(&Run) -> T) -> Option<T> {
+        match &self.state {
+            State::Run(m) => Some(f(&m.lock().unwrap_or_else(|p| p.into_inner()))),
+            State::Flow(_) => None,
+        }
     }
 }
 
@@ -159,16 +172,16 @@ impl Model {
     /// Dimension of the space.
     #[getter]
     fn dim(&self) -> usize {
-        self.flow().dim()
+        match &self.state {
+            State::Flow(f) => f.dim(),
+            State::Run(_) => self.with_locked_run(|r| r.flow().dim()).unwrap_or(0),
+        }
     }
 
     /// Training iterations completed (None for a flow loaded alone).
     #[getter]
     fn iteration(&self) -> Option<u64> {
-        match &self.state {
-            State::Run(r) => Some(r.iteration()),
-            State::Flow(_) => None,
-        }
+        self.with_locked_run(Run::iteration)
     }
 
     /// One dict per iteration trained in this session: loss, grad_norm, batch_ess (%), acceptance and step_sizes
@@ -187,8 +200,7 @@ impl Model {
     /// `n` samples of the flow: `(x, log_q)`, shapes `(n, dim)` and `(n,)`; `log_q` is the normalised log density.
     #[pyo3(signature = (n, seed = 0))]
     fn sample<'py>(&self, py: Python<'py>, n: usize, seed: u64) -> PyResult<Bound<'py, PyTuple>> {
-        let (flow, pool) = (self.flow(), self.pool.as_ref());
-        let (x, log_q) = py.detach(|| in_pool(pool, || flow.sample(&mut stream_rng(seed, 0), n)));
+        let (x, log_q) = self.with_flow(py, move |flow| flow.sample(&mut stream_rng(seed, 0), n));
         PyTuple::new(py, [batch_to_py(py, x).into_any(), vec_to_py(py, log_q).into_any()])
     }
 
@@ -196,15 +208,14 @@ impl Model {
     /// average with weights `exp(log_w)`. Non-finite points are dropped, so fewer than `n` rows may return.
     #[pyo3(signature = (n, seed = 0))]
     fn ais_sample<'py>(&self, py: Python<'py>, n: usize, seed: u64) -> PyResult<Bound<'py, PyTuple>> {
-        let a = self.ais(py, n, seed)?;
-        PyTuple::new(py, [batch_to_py(py, a.x).into_any(), vec_to_py(py, a.log_w).into_any()])
+        let (x, log_w) = self.ais(py, n, seed)?;
+        PyTuple::new(py, [batch_to_py(py, x).into_any(), vec_to_py(py, log_w).into_any()])
     }
 
     /// The flow's normalised `log q` at the rows of `x` (shape `(n, dim)`).
     fn log_prob<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let (flow, pool) = (self.flow(), self.pool.as_ref());
-        let xs = batch_from_py(x, flow.dim(), "x")?;
-        let log_q = py.detach(|| in_pool(pool, || flow.log_q(xs.view())));
+        let xs = batch_from_py(x, self.dim(), "x")?;
+        let log_q = self.with_flow(py, move |flow| flow.log_q(xs.view()));
         Ok(vec_to_py(py, log_q))
     }
 
@@ -212,7 +223,7 @@ impl Model {
     /// samples (`ais=True`: with the AIS weights). The SE is the delta-method `sqrt(1/ESS − 1/n)`.
     #[pyo3(signature = (n = 10000, seed = 0, ais = false))]
     fn log_z(&self, py: Python<'_>, n: usize, seed: u64, ais: bool) -> PyResult<(f64, f64)> {
-        let log_w = if ais { self.ais(py, n, seed)?.log_w } else { self.flow_log_weights(py, n, seed)? };
+        let log_w = if ais { self.ais(py, n, seed)?.1 } else { self.flow_log_weights(py, n, seed)? };
         Ok(log_z_with_se(&log_w))
     }
 
@@ -221,18 +232,17 @@ impl Model {
     /// points. `n` defaults to the config's `eval.n_samples`; `full=True` adds the expectation metrics.
     #[pyo3(signature = (n = None, full = false))]
     fn evaluate<'py>(&self, py: Python<'py>, n: Option<usize>, full: bool) -> PyResult<Bound<'py, PyAny>> {
-        let run = self.run("evaluate")?;
-        let n = n.unwrap_or(run.config().eval.n_samples);
         let detail = if full { Detail::Full } else { Detail::Periodic };
-        let pool = self.pool.as_ref();
-        let report = py.detach(|| in_pool(pool, || evaluate(run, n, detail)));
-        self.raise_density_error()?;
+        let report = self.with_run(py, "evaluate", move |run| {
+            let n = n.unwrap_or(run.config().eval.n_samples);
+            evaluate(run, n, detail)
+        })?;
         to_py_object(py, &report.map_err(train_error)?)
     }
 
     /// Writes the flow to `path` as safetensors (the format of a run directory's flow.safetensors).
-    fn save(&self, path: PathBuf) -> PyResult<()> {
-        self.flow().save_safetensors(&path).map_err(|e| FabError::new_err(e.to_string()))
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        self.with_flow(py, move |flow| flow.save_safetensors(&path)).map_err(|e| FabError::new_err(e.to_string()))
     }
 
     /// Loads a model: a run directory (config.ron + checkpoint.fab: the full run) or a flow.safetensors file
@@ -245,7 +255,7 @@ impl Model {
         let pool = thread_pool(threads)?;
         if path.is_dir() {
             let run = load_run(&path, source.as_ref())?;
-            let state = State::Run(Box::new(run));
+            let state = State::Run(Mutex::new(Box::new(run)));
             return Ok(Model { state, source, history: vec![], run_dir: Some(path), pool });
         }
         let flow = Flow::load_safetensors(&path).map_err(|e| value_error(format!("{}: {e}", path.display())))?;
@@ -254,7 +264,9 @@ impl Model {
 
     fn __repr__(&self) -> String {
         match &self.state {
-            State::Run(r) => format!("Model({}, iteration {})", r.config().name, r.iteration()),
+            State::Run(_) => self
+                .with_locked_run(|r| format!("Model({}, iteration {})", r.config().name, r.iteration()))
+                .unwrap_or_default(),
             State::Flow(f) => format!("Model(flow of dimension {})", f.dim()),
         }
     }
@@ -265,11 +277,17 @@ fn load_run(dir: &Path, source: Option<&DensitySource>) -> PyResult<Run> {
     let config = read_config(dir)?;
     let ckpt = dir.join(CHECKPOINT_FILE);
     let data = fab_train::checkpoint::load(&ckpt).map_err(|e| value_error(e.to_string()))?;
-    let source = match source {
-        Some(s) => s.clone(),
-        None => {
-            let t = config.target.build().map_err(value_error)?;
-            DensitySource::Builtin(config.target.clone(), std::sync::Arc::from(t))
+    let source = match (source, &config.target) {
+        (Some(s), _) => s.clone(),
+        (None, Some(spec)) => {
+            let t = spec.build().map_err(value_error)?;
+            DensitySource::Builtin(spec.clone(), std::sync::Arc::from(t))
+        }
+        (None, None) => {
+            return Err(value_error(format!(
+                "{} was trained on a Python density: pass it again, Model.load(path, density=...)",
+                dir.display()
+            )));
         }
     };
     restore_run(config, &data, &ckpt, &source).map_err(train_error)
@@ -339,7 +357,7 @@ pub fn train(
         dir.checkpoint(&run)?;
         dir.save_flow(&run)?;
     }
-    let state = State::Run(Box::new(run));
+    let state = State::Run(Mutex::new(Box::new(run)));
     Ok(Model { state, source: Some(source), history, run_dir, pool: owned_pool })
 }
 
@@ -396,8 +414,9 @@ fn train_loop(
         pb.set_message(progress_message(rep));
         let k = run.iteration();
         if cfg.eval.every > 0 && k.is_multiple_of(cfg.eval.every) && !run.is_done() {
-            let run_ref = &*run;
-            let e = py.detach(|| in_pool(pool, || evaluate(run_ref, cfg.eval.n_samples, Detail::Periodic)));
+            let run_mut: &mut Run = run;
+            let n_eval = cfg.eval.n_samples;
+            let e = py.detach(move || in_pool(pool, move || evaluate(run_mut, n_eval, Detail::Periodic)));
             if let Some(err) = source.take_error() {
                 return Err(err);
             }

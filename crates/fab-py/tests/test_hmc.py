@@ -40,22 +40,15 @@ def test_hmc_is_deterministic_for_a_seed_and_any_thread_count():
     assert not np.array_equal(a, c)
 
 
-# fab-mcmc cuts chains into chunks of 64 (fab_mcmc::DEFAULT_CHUNK_SIZE) and evaluates each chunk with one batched
-# call per leapfrog step; the density is never called per point.
-CHUNK = 64
-
-
-@pytest.mark.parametrize("n_chains", [10, 64, 130])
-def test_the_density_is_called_once_per_leapfrog_step_per_chunk(n_chains):
+@pytest.mark.parametrize("n_chains", [10, 64, 130, 500])
+def test_the_density_is_called_once_per_leapfrog_step_on_all_chains(n_chains):
+    # A Python density is whole-batch (fab_core::Evaluation::WholeBatch): one call per leapfrog step covering every
+    # chain, never per point or per chunk of 64 chains, whatever the number of chains.
     d = fabrs.Density(gaussian(MEAN, STD), 3)
     n_steps, n_leapfrog = 7, 5
-    fabrs.hmc(d, np.zeros((n_chains, 3)), n_samples=n_steps, n_warmup=0, n_leapfrog=n_leapfrog, seed=0)
-    chunks = -(-n_chains // CHUNK)
-    calls_per_step = n_leapfrog * chunks
-    # Initialisation evaluates every chain once, in as many calls as chunks or one.
-    extra = d.n_calls - n_steps * calls_per_step
-    assert 1 <= extra <= 2 * chunks, (d.n_calls, n_steps * calls_per_step)
-    assert d.n_points >= n_steps * n_leapfrog * n_chains
+    fabrs.hmc(d, np.zeros((n_chains, 3)), n_samples=n_steps, n_warmup=0, n_leapfrog=n_leapfrog, seed=0, threads=2)
+    assert d.n_calls == n_steps * n_leapfrog + 1  # + the initial evaluation
+    assert d.n_points == d.n_calls * n_chains
 
 
 def test_an_exception_in_the_density_stops_hmc_and_propagates():

@@ -1,4 +1,4 @@
-"""PENDING (see pending/README.md): FAB trained on densities written in numpy: it learns a 2-D mixture, is deterministic, calls the density once per
+"""FAB trained on densities written in numpy: it learns a 2-D mixture, is deterministic, calls the density once per
 batch, and an exception, a wrong shape or Ctrl-C in the middle of training leaves a usable run behind."""
 import os
 import signal
