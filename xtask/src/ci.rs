@@ -2,7 +2,9 @@
 
 use crate::util::{cargo, run_checked};
 
-/// Formatting check, clippy with warnings as errors, then every test of every crate (xtask's own included).
+/// Formatting check, clippy with warnings as errors, every test of every crate (xtask's own included), then the
+/// Python package built and tested as a user would (`crates/fab-py/ci.sh`: a fresh venv, maturin, numpy and pytest
+/// from PyPI, `pip install`, pytest).
 pub fn run_all() -> anyhow::Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -13,6 +15,9 @@ pub fn run_all() -> anyhow::Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     run_checked(test)?;
+    let mut python = std::process::Command::new("bash");
+    python.arg(crate::util::project_root().join("crates/fab-py/ci.sh"));
+    run_checked(python)?;
     Ok(())
 }
 
