@@ -26,6 +26,7 @@ mod optim;
 mod persist;
 mod scratch;
 mod spec;
+pub mod vmath;
 
 pub use error::FlowError;
 pub use flow::{CHUNK_ROWS, Flow, FlowTape};
