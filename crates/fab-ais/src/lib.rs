@@ -38,9 +38,14 @@ mod config;
 mod error;
 mod output;
 mod sampler;
+mod smc;
 mod validity;
 
 pub use config::{AisConfig, BetaSchedule, CheckedAisConfig, StepSizeRule, Transition, betas};
 pub use error::{AisConfigError, AisError, Stage};
 pub use output::{AisOutput, BetaDiagnostics, LogZEstimate, log_z_estimate};
 pub use sampler::{Ais, AisAdaptation};
+pub use smc::{
+    Resampling, Smc, SmcOutput, SmcSchedule, SmcSettings, conditional_ess_fraction, next_beta_by_cess,
+    systematic_resample,
+};

@@ -10,14 +10,14 @@ use fab_mcmc::{ChainState, Kernel, LinearLogDensity, RandomWalkMetropolis, StepI
 use serde::{Deserialize, Serialize};
 
 /// Seed-path tag of the proposal draw.
-const TAG_DRAW: u64 = 0xD4A1;
+pub(crate) const TAG_DRAW: u64 = 0xD4A1;
 /// Seed-path tag of the transitions.
-const TAG_TRANSITION: u64 = 0x7A45;
+pub(crate) const TAG_TRANSITION: u64 = 0x7A45;
 
 /// Component index of `log q` in the chain state.
-const Q: usize = 0;
+pub(crate) const Q: usize = 0;
 /// Component index of `log p` in the chain state.
-const P: usize = 1;
+pub(crate) const P: usize = 1;
 
 /// The serialisable part of an [`Ais`] that changes during training: one step-size state per intermediate
 /// distribution. Store it in checkpoints; [`Ais::restore_adaptation`] resumes exactly.
@@ -216,7 +216,7 @@ impl Ais {
 }
 
 /// Indices of the points with finite `log q` and `log p`, and how many were not.
-fn keep_valid(state: &ChainState) -> (Vec<usize>, usize) {
+pub(crate) fn keep_valid(state: &ChainState) -> (Vec<usize>, usize) {
     let kept = state.valid_indices();
     let dropped = state.n_chains() - kept.len();
     (kept, dropped)
@@ -224,7 +224,7 @@ fn keep_valid(state: &ChainState) -> (Vec<usize>, usize) {
 
 /// `log w += log f_{β'}(x) − log f_β(x) = α(β' − β)(log p − log q)`, from the cache. The factored form is
 /// exactly 0 when `log p = log q`, so `q = p` gives weights that are exactly 0.
-fn add_weight_increment(log_w: &mut [f64], state: &ChainState, alpha: f64, beta: f64, beta_next: f64) {
+pub(crate) fn add_weight_increment(log_w: &mut [f64], state: &ChainState, alpha: f64, beta: f64, beta_next: f64) {
     let delta = alpha * (beta_next - beta);
     if delta == 0.0 {
         return;
@@ -235,7 +235,7 @@ fn add_weight_increment(log_w: &mut [f64], state: &ChainState, alpha: f64, beta:
 }
 
 /// Accumulates one transition into a β's diagnostics (rates are averaged over the repetitions).
-fn record(diag: &mut BetaDiagnostics, info: &StepInfo, step_size: f64, stat: f64, reps: usize) {
+pub(crate) fn record(diag: &mut BetaDiagnostics, info: &StepInfo, step_size: f64, stat: f64, reps: usize) {
     let r = reps as f64;
     diag.step_size = step_size;
     diag.acceptance_rate += info.acceptance_rate() / r;

@@ -11,6 +11,9 @@ use rand_distr::{Distribution, StandardNormal};
 /// The float32 value of `softplus(1)`, the standard deviation of every ICLR GMM component (SPEC §1a-ii).
 /// The reference target was built in float32 and then cast to float64, so this is the value it used.
 pub const GMM40_STD: f64 = 1.31326162815094;
+/// The per-axis standard deviation of fab-jax's `gmm_v1` (the DGFS 9-mode grid), as its code writes it:
+/// `√0.3 = 0.54772256` rounded to 7 digits.
+pub const GMM9_STD: f64 = 0.5477222;
 /// `softplus(1) = ln(1 + e)` in float64. SPEC's ICLR unit-test log densities were computed with this std, not
 /// with [`GMM40_STD`] (they differ by 6e-8 relative at the origin); [`DiagGmm::gmm40_with_std`] reproduces them.
 pub const SOFTPLUS_ONE_F64: f64 = 1.3132616875182228;
@@ -144,6 +147,14 @@ impl DiagGmm {
     pub fn gmm40_with_std(std: f64) -> Result<Self, TargetError> {
         let stds = [[std; 2]; 40];
         Ok(Self::new(&GMM40_MEANS, &stds, &[1.0; 40])?.with_name("gmm40"))
+    }
+
+    /// fab-jax's `gmm_v1` (from DGFS): 9 equally weighted modes on the grid `{−5, 0, 5}²`, every std
+    /// [`GMM9_STD`] ≈ √0.3. Normalised (`log Z = 0`). Named `"gmm9_v1"`.
+    pub fn gmm9_v1() -> Self {
+        let grid = [-5.0, 0.0, 5.0];
+        let means: Vec<[f64; 2]> = grid.iter().flat_map(|&a| grid.iter().map(move |&b| [a, b])).collect();
+        Self::new(&means, &[[GMM9_STD; 2]; 9], &[1.0; 9]).expect("the gmm_v1 constants are valid").with_name("gmm9_v1")
     }
 
     /// Number of mixture components.

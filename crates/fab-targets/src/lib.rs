@@ -53,7 +53,7 @@ pub use custom::CustomTarget;
 pub use error::TargetError;
 pub use funnel::{FUNNEL_V_STD, Funnel};
 pub use gaussian::DiagGaussian;
-pub use gmm::{DiagGmm, GMM40_STD, SOFTPLUS_ONE_F64};
+pub use gmm::{DiagGmm, GMM9_STD, GMM40_STD, SOFTPLUS_ONE_F64};
 pub use many_well::{
     DOUBLE_WELL_Z, GAUSS_D, MODE_CENTRE, MODE_NOISE_STD_2021, MODE_SUBSET_SEED, ManyWell, WELL_A, WELL_B, WELL_C,
     double_well_log_density, double_well_raw_moment, log_envelope_ratio, sample_double_well,

@@ -44,6 +44,9 @@
 //! - [`snf`]: the 2021 stochastic-normalizing-flow baseline (couplings and Metropolis layers, pathwise gradient).
 //! - [`eval`] and [`metrics`]: every metric of SPEC §6a that the target's capabilities allow; [`report`]: table rows.
 //! - [`checkpoint`]: atomic, checksummed files.
+//! - [`grad_guard`], [`lr`]: fab-jax's dynamic gradient ignore/clip rule and warm-up + cosine schedule (pure units,
+//!   not yet selectable in configs).
+//! - [`protocol`]: fab-jax's log Z protocol (MAE over batches of AIS or SMC estimates) and the equal-budget baseline.
 //!
 //! # Design
 //! A run is a value ([`Run`]) advanced by `step`; the caller decides when to evaluate, log and checkpoint,
@@ -57,9 +60,12 @@ pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod eval;
+pub mod grad_guard;
 pub mod limits;
+pub mod lr;
 pub mod metrics;
 mod objective;
+pub mod protocol;
 pub mod report;
 pub mod run;
 pub mod snf;
