@@ -605,7 +605,10 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
     let models: Vec<(TrainConfig, fab_core::Batch)> =
         args.runs.iter().map(|p| model_samples(p, args.n)).collect::<anyhow::Result<_>>()?;
     let Some(spec) = models[0].0.target.clone() else {
-        bail!("{}: plots are drawn for built-in targets only (this run's density came from code)", args.runs[0].display())
+        bail!(
+            "{}: plots are drawn for built-in targets only (this run's density came from code)",
+            args.runs[0].display()
+        )
     };
     if models.iter().any(|(c, _)| c.target.as_ref() != Some(&spec)) {
         bail!("all runs in one figure must share a target");

@@ -572,6 +572,9 @@ fn a_second_interrupt_exits_at_once_without_a_checkpoint() {
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
     assert_eq!(status.code(), Some(130), "{status:?}: {rest}");
     assert!(rest.contains("exiting at once"), "{rest}");
-    assert!(!dir.join("runs/mog_kl_2021-seed2/checkpoint.fab").exists(), "the second interrupt waited for a checkpoint");
+    assert!(
+        !dir.join("runs/mog_kl_2021-seed2/checkpoint.fab").exists(),
+        "the second interrupt waited for a checkpoint"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
