@@ -213,6 +213,7 @@ impl Smc {
         let kernel: &dyn Kernel = match &cfg.transition {
             Transition::Hmc(hmc) => hmc,
             Transition::Metropolis => &RandomWalkMetropolis,
+            Transition::Nuts(nuts) => nuts,
         };
         let q_as_density: &dyn LogDensity = proposal;
         let mut annealed = LinearLogDensity::new(vec![q_as_density, target], vec![1.0, 0.0])?;
@@ -296,6 +297,7 @@ impl Smc {
             n_dropped_init,
             n_dropped_end,
             n_evaluated,
+            n_invalid: 0,
             alpha,
             log_z: LogZEstimate { log_z: f64::NAN, std_err: f64::NAN, n_used: 0 },
             ess_percent: f64::NAN,

@@ -283,12 +283,14 @@ fn run_nuts_rs(density: &Density, seed: u64) -> Outcome {
     let chains: Vec<(Vec<Vec<f64>>, u64)> = (0..N_CHAINS)
         .into_par_iter()
         .map(|c| {
-            let mut settings = DiagNutsSettings::default();
-            settings.num_tune = N_WARMUP as u64;
-            settings.num_draws = N_DRAWS as u64;
-            settings.maxdepth = 10;
-            settings.num_chains = N_CHAINS;
-            settings.seed = seed;
+            let settings = DiagNutsSettings {
+                num_tune: N_WARMUP as u64,
+                num_draws: N_DRAWS as u64,
+                maxdepth: 10,
+                num_chains: N_CHAINS,
+                seed,
+                ..DiagNutsSettings::default()
+            };
             let mut rng = nuts_rs::rand::rngs::ChaCha8Rng::seed_from_u64(seed.wrapping_add(c as u64));
             let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let math = CpuMath::new(NutsModel { density: shared.clone(), n_grad: counter.clone() });

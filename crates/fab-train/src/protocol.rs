@@ -92,11 +92,13 @@ pub fn run_log_z_protocol(
     Ok(ProtocolOutcome { log_z, truth, mae, target_evaluations: counted.counts().total() })
 }
 
-/// Target evaluations per particle of one transition: HMC evaluates every leapfrog step, Metropolis once.
-pub fn evaluations_per_transition(transition: &fab_ais::Transition) -> u64 {
+/// Target evaluations per particle of one transition: HMC evaluates every leapfrog step, Metropolis once; NUTS's
+/// trajectory length varies (`None`: count evaluations instead).
+pub fn evaluations_per_transition(transition: &fab_ais::Transition) -> Option<u64> {
     match transition {
-        fab_ais::Transition::Hmc(hmc) => hmc.n_leapfrog as u64,
-        fab_ais::Transition::Metropolis => 1,
+        fab_ais::Transition::Hmc(hmc) => Some(hmc.n_leapfrog as u64),
+        fab_ais::Transition::Metropolis => Some(1),
+        fab_ais::Transition::Nuts(_) => None,
     }
 }
 
