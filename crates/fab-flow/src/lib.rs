@@ -26,7 +26,6 @@ mod optim;
 mod persist;
 mod scratch;
 mod spec;
-pub mod vmath;
 
 pub use error::FlowError;
 pub use flow::{CHUNK_ROWS, Flow, FlowTape};
