@@ -123,8 +123,7 @@ impl Run {
         let mut frozen = ais.clone();
         frozen.freeze();
         let target = self.target();
-        let is_valid = |x: &[f64]| target.point_is_valid(x);
-        Ok(Some(frozen.run_validated(1.0, &self.flow, target, &is_valid, n, seed, 0)?))
+        Ok(Some(objective::run_within_support(&mut frozen, 1.0, &self.flow, target, target, n, seed)?))
     }
 
     /// Replaces the budget by `n` iterations (e.g. to extend a resumed run).

@@ -40,10 +40,10 @@ impl Objective for FabAlpha2 {
         Ok(ais_report(IterationReport::of_step(loss, grad_norm, 0.0), &batch))
     }
     fn save(&self, state: &mut ObjectiveState) {
-        state.meta.insert("ais".into(), self.ais.save());
+        self.ais.save(state);
     }
     fn restore(&mut self, state: &ObjectiveState) -> Result<(), String> {
-        self.ais.restore(state.field("ais")?)
+        self.ais.restore(state)
     }
     fn ais(&self) -> Option<&Ais> {
         Some(self.ais.ais())

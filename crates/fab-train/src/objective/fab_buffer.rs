@@ -90,14 +90,14 @@ impl Objective for FabBuffer {
         Ok(ais_report(IterationReport::of_step(loss, grad_norm, 0.0), &batch))
     }
     fn save(&self, state: &mut ObjectiveState) {
-        state.meta.insert("ais".into(), self.ais.save());
+        self.ais.save(state);
         state.meta.insert("buffer".into(), serde_json::to_value(self.buffer.scalars()).expect("plain scalars"));
         for (name, v) in self.buffer.arrays() {
             state.arrays.insert(format!("buffer.{name}"), v);
         }
     }
     fn restore(&mut self, state: &ObjectiveState) -> Result<(), String> {
-        self.ais.restore(state.field("ais")?)?;
+        self.ais.restore(state)?;
         let scalars = serde_json::from_value(state.field("buffer")?.clone()).map_err(|e| format!("buffer: {e}"))?;
         let arrays = state
             .arrays

@@ -17,6 +17,7 @@ mod max_likelihood;
 mod reverse_kl;
 mod snf;
 
+pub(crate) use annealing::run_within_support;
 pub use context::{Counters, IterationReport};
 pub(crate) use context::{Optimiser, StepContext};
 
