@@ -45,29 +45,47 @@ pub enum StepSizeRule {
 }
 
 /// Everything that defines an AIS run except the densities, the sample size and the seed.
+///
+/// In RON (fab-train's `method.ais`), `n_intermediate`, `alpha`, `transition`, `step_size_rule` and
+/// `initial_step_size` must be written; the rest default to the papers' plumbing (linear schedule, one transition per
+/// β, [`fab_mcmc::DEFAULT_CHUNK_SIZE`] chains per task, no support bound).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AisConfig {
     /// Intermediate distributions `K`, endpoints excluded (ICLR convention; the 2021 code's `n_distributions`
     /// is `K + 2`). `K = 0` is plain importance sampling.
     pub n_intermediate: usize,
     /// Spacing of the βs.
+    #[serde(default = "default_schedule")]
     pub schedule: BetaSchedule,
     /// `log f_β = (1 − αβ)·log q + αβ·log p`: α = 1 anneals to p (2021), α = 2 to p²/q (ICLR).
     pub alpha: f64,
     /// The kernel.
     pub transition: Transition,
     /// Transitions per intermediate distribution (both papers: 1).
+    #[serde(default = "default_transitions_per_beta")]
     pub transitions_per_beta: usize,
     /// Step-size adaptation.
     pub step_size_rule: StepSizeRule,
     /// Initial step size of every distribution (FAB: 1.0, split 0.9 individual + 0.1 common; Metropolis σ).
     pub initial_step_size: f64,
     /// Chains per rayon task (results depend on it, never on the thread count).
+    #[serde(default = "default_chunk_size")]
     pub chunk_size: usize,
     /// Points with a coordinate beyond ± this bound are outside the target's support (dropped, or rejected when
     /// proposed, and counted); `None`: only non-finite coordinates are.
     #[serde(default)]
     pub support_bound: Option<f64>,
+}
+
+fn default_schedule() -> BetaSchedule {
+    BetaSchedule::Linear
+}
+fn default_transitions_per_beta() -> usize {
+    1
+}
+fn default_chunk_size() -> usize {
+    fab_mcmc::DEFAULT_CHUNK_SIZE
 }
 
 impl Default for AisConfig {

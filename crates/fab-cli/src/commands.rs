@@ -98,13 +98,22 @@ fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
 fn check_sample_count(run: &Run, option: &str, n: usize) -> anyhow::Result<()> {
     let mut config = run.config().clone();
     config.eval.n_samples_final = n;
-    config.check().map(|_| ()).map_err(|e| anyhow::anyhow!("{option} {n}: {}", e.reason))
+    config.check_memory().map_err(|e| anyhow::anyhow!("{option} {n}: {}", e.reason))
 }
 
-fn load_config_arg(path: Option<&Path>) -> anyhow::Result<(TrainConfig, String)> {
+/// The config named on the command line (or the built-in default), parsed but not yet checked, with its text and
+/// the name its errors show.
+fn load_config_arg(path: Option<&Path>) -> anyhow::Result<(TrainConfig, String, String)> {
     match path {
-        Some(p) => config_file::load(p),
-        None => Ok((config_file::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME)?, DEFAULT_CONFIG.to_string())),
+        Some(p) => {
+            let (config, text) = config_file::load_unchecked(p)?;
+            Ok((config, text, p.display().to_string()))
+        }
+        None => Ok((
+            config_file::parse_unchecked(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME)?,
+            DEFAULT_CONFIG.to_string(),
+            DEFAULT_CONFIG_NAME.to_string(),
+        )),
     }
 }
 
@@ -161,8 +170,8 @@ fn load_checkpoint(ckpt: &Path) -> anyhow::Result<fab_train::checkpoint::Checkpo
 /// The config of the run in `dir`: its `config.ron`, else the copy inside the checkpoint `data` (read from `ckpt`).
 fn run_config(dir: &Path, data: &fab_train::checkpoint::CheckpointData, ckpt: &Path) -> anyhow::Result<TrainConfig> {
     match std::fs::read_to_string(dir.join(CONFIG_FILE)) {
-        Ok(text) => config_file::parse(&text, &dir.join(CONFIG_FILE).display().to_string()),
-        Err(_) => serde_json::from_value(data.meta["config"].clone())
+        Ok(text) => config_file::parse_unchecked(&text, &dir.join(CONFIG_FILE).display().to_string()),
+        Err(_) => TrainConfig::from_json(&data.meta["config"])
             .with_context(|| format!("{}: no config.ron beside it and none inside", ckpt.display())),
     }
 }
@@ -172,7 +181,7 @@ fn run_config(dir: &Path, data: &fab_train::checkpoint::CheckpointData, ckpt: &P
 /// configured step sizes, not the adapted ones, so AIS metrics may differ from the run's own report.
 fn run_from_flow_file(dir: &Path) -> anyhow::Result<Run> {
     let flow_path = dir.join(FLOW_FILE);
-    let (config, _) = config_file::load(&dir.join(CONFIG_FILE))?;
+    let (config, _) = config_file::load_unchecked(&dir.join(CONFIG_FILE))?;
     if config.method.snf_spec(2).is_some() {
         bail!(
             "{}: an SNF run's flow file holds only its N(0, I) prior; the SNF itself lives in {CHECKPOINT_FILE}, \
@@ -366,7 +375,7 @@ fn training_failed(dir: &mut RunDir, run: &Run, e: fab_train::TrainError) -> any
 
 /// `fab train CONFIG`: a new run directory (or one taken over from a run that never checkpointed).
 fn new_session(args: &TrainArgs) -> anyhow::Result<Session> {
-    let (mut config, text) = load_config_arg(args.config.as_deref())?;
+    let (mut config, text, name) = load_config_arg(args.config.as_deref())?;
     if let Some(s) = args.seed {
         config.seed = s;
     }
@@ -376,13 +385,12 @@ fn new_session(args: &TrainArgs) -> anyhow::Result<Session> {
     if let Some(n) = args.final_samples {
         config.eval.n_samples_final = n;
     }
-    // Overrides are checked like the file was, before the run directory exists.
-    config.clone().check().map_err(|e| anyhow::anyhow!("--seed/--iterations/--final-samples: {e}"))?;
-    let text = if args.seed.is_some() || args.iterations.is_some() || args.final_samples.is_some() {
-        ron::ser::to_string_pretty(&config, ron::ser::PrettyConfig::default())?
-    } else {
-        text
-    };
+    let overridden = args.seed.is_some() || args.iterations.is_some() || args.final_samples.is_some();
+    // Checked once, with the overrides, before the run directory exists; the error names the file and line, and
+    // the options when they were given.
+    let checked = config_file::check(config.clone(), &text, &name)
+        .map_err(|e| if overridden { e.context("with --seed/--iterations/--final-samples") } else { e })?;
+    let text = if overridden { config.to_ron()? } else { text };
     let path = args.out.join(format!("{}-seed{}", config.name, config.seed));
     let (dir, created) = RunDir::create(&path, &text, args.force)?;
     match created {
@@ -394,7 +402,7 @@ fn new_session(args: &TrainArgs) -> anyhow::Result<Session> {
         Created::Fresh => {}
     }
     eprintln!("training {} ({}) into {}", config.name, config.method.label(), path.display());
-    Ok(Session { run: Run::new(config)?, dir, before: MetricsSummary::default() })
+    Ok(Session { run: Run::from_checked(checked)?, dir, before: MetricsSummary::default() })
 }
 
 /// `fab train --resume DIR`: the run in DIR continues from its checkpoint (or from iteration 0 if it never wrote
@@ -418,7 +426,7 @@ fn resume_session(path: &Path, args: &TrainArgs) -> anyhow::Result<Session> {
     let mut config = match &data {
         Some(d) => run_config(path, d, &ckpt)?,
         None => {
-            config_file::load(&path.join(CONFIG_FILE))
+            config_file::load_unchecked(&path.join(CONFIG_FILE))
                 .with_context(|| format!("{}: no checkpoint to resume from", path.display()))?
                 .0
         }
@@ -429,15 +437,16 @@ fn resume_session(path: &Path, args: &TrainArgs) -> anyhow::Result<Session> {
     if let Some(n) = args.final_samples {
         config.eval.n_samples_final = n;
     }
-    config.clone().check().map_err(|e| anyhow::anyhow!("--iterations/--final-samples: {e}"))?;
+    // Checked once (the run's config with the overrides), then the run is built from the checked config.
+    let checked = config.clone().check().map_err(|e| anyhow::anyhow!("--iterations/--final-samples: {e}"))?;
     let run = match &data {
-        Some(d) => Run::from_checkpoint(config.clone(), d, &ckpt)?,
+        Some(d) => Run::from_checked_checkpoint(checked, d, &ckpt)?,
         None => {
             eprintln!(
                 "{} holds no checkpoint (the run stopped before its first one): starting it over from iteration 0",
                 path.display()
             );
-            Run::new(config.clone())?
+            Run::from_checked(checked)?
         }
     };
     if run.is_done() && RunDir::has_final(path) {
@@ -454,7 +463,7 @@ fn resume_session(path: &Path, args: &TrainArgs) -> anyhow::Result<Session> {
     }
     let dir = RunDir::resume(path, lock, run.iteration())?;
     if args.iterations.is_some() || args.final_samples.is_some() {
-        dir.write_config(&ron::ser::to_string_pretty(&config, ron::ser::PrettyConfig::default())?)?;
+        dir.write_config(&config.to_ron()?)?;
     }
     eprintln!("resuming {} at iteration {}", path.display(), run.iteration());
     Ok(Session { run, dir, before })

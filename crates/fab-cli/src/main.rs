@@ -42,6 +42,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,fab=info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a redirected log (nohup, CI) stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Some(n) = cli.threads
         && let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global()

@@ -16,21 +16,35 @@ use serde::{Deserialize, Serialize};
 /// (`accept ⇔ log u < −ΔH`). A proposal with a non-finite position or `log π`, or with `ΔH > max_energy_error`,
 /// is rejected and reported as divergent; the integration of that chain stops where it went bad, so no
 /// further evaluations are spent on it.
+///
+/// In RON only `n_leapfrog` is required; the other fields default to [`Hmc::new`]'s values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Hmc {
     /// Leapfrog steps per transition (both FAB papers: 5).
     pub n_leapfrog: usize,
     /// Diagonal of the mass matrix `M`; `None` means the identity.
+    #[serde(default)]
     pub mass_diag: Option<Vec<f64>>,
     /// If set, `∇ log π` has `NaN → 0` and is clamped to `±limit` (SPEC §3: 2021 1e4, ICLR 1e3).
+    #[serde(default)]
     pub grad_clamp: Option<f64>,
     /// Energy error above which a proposal counts as divergent (blackjax and fab-jax: 1000).
+    #[serde(default = "default_max_energy_error")]
     pub max_energy_error: f64,
     /// Each chain's step size is drawn uniformly from `ε·[1 − jitter, 1 + jitter]` at every transition
     /// ([`DEFAULT_STEP_SIZE_JITTER`] unless set; 0 = off, as in both FAB papers, see [`Hmc::without_jitter`]).
     /// A fixed `ε·L` can resonate with a period of the target (a Gaussian coordinate with `ε·L ≈ 2πσ` never
     /// moves); jitter breaks that.
+    #[serde(default = "default_step_size_jitter")]
     pub step_size_jitter: f64,
+}
+
+fn default_max_energy_error() -> f64 {
+    1000.0
+}
+fn default_step_size_jitter() -> f64 {
+    DEFAULT_STEP_SIZE_JITTER
 }
 
 /// The step-size jitter of [`Hmc::new`]: step sizes uniform in `ε·[0.5, 1.5]`.
@@ -50,7 +64,7 @@ impl Hmc {
             n_leapfrog,
             mass_diag: None,
             grad_clamp: None,
-            max_energy_error: 1000.0,
+            max_energy_error: default_max_energy_error(),
             step_size_jitter: DEFAULT_STEP_SIZE_JITTER,
         }
     }

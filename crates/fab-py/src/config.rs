@@ -23,7 +23,7 @@ pub struct Overrides {
 
 /// Parses RON config text; `name` (a file or "config string") prefixes errors with the line and column.
 fn parse(text: &str, name: &str) -> PyResult<TrainConfig> {
-    ron::Options::default().from_str(text).map_err(|e| {
+    TrainConfig::from_ron(text).map_err(|e| {
         let pos = e.span.start;
         PyValueError::new_err(format!("{name}:{}:{}: {}", pos.line, pos.col, e.code))
     })

@@ -44,8 +44,7 @@ impl RunDir {
             )));
         }
         fs::create_dir_all(path).map_err(|e| io_error("create run directory", path, e))?;
-        let text = ron::ser::to_string_pretty(config, ron::ser::PrettyConfig::default())
-            .map_err(|e| FabError::new_err(e.to_string()))?;
+        let text = config.to_ron().map_err(|e| FabError::new_err(e.to_string()))?;
         fs::write(path.join(CONFIG_FILE), text).map_err(|e| io_error("write", &path.join(CONFIG_FILE), e))?;
         Self::open(path, None)
     }
@@ -97,7 +96,7 @@ impl RunDir {
 pub fn read_config(dir: &Path) -> PyResult<TrainConfig> {
     let path = dir.join(CONFIG_FILE);
     let text = fs::read_to_string(&path).map_err(|e| io_error("read", &path, e))?;
-    ron::Options::default().from_str(&text).map_err(|e| {
+    TrainConfig::from_ron(&text).map_err(|e| {
         let pos = e.span.start;
         pyo3::exceptions::PyValueError::new_err(format!("{}:{}:{}: {}", path.display(), pos.line, pos.col, e.code))
     })

@@ -4,18 +4,13 @@
 //! (`method.ais.n_intermediate`) and says why, so the CLI can point at the line.
 
 use crate::snf::SnfSpec;
-use fab_ais::{AisConfig, BetaSchedule, CheckedAisConfig, StepSizeRule};
-use fab_mcmc::{FabRule, Hmc};
-
-/// Gradient clamp of HMC inside AIS: ±1e4 in the 2021 code, ±1e3 in the ICLR code (SPEC §3).
-const GRAD_CLAMP_2021: f64 = 1e4;
-const GRAD_CLAMP_ICLR: f64 = 1e3;
+use fab_ais::{AisConfig, CheckedAisConfig};
 use fab_flow::{BaseSpec, FlowSpec};
 use fab_targets::{Target, TargetSpec};
 use serde::{Deserialize, Serialize};
 
 /// `Option<TargetSpec>` written as the bare spec when present, so `target: Mog5_2021` reads as `Some`.
-mod bare_option {
+pub(crate) mod bare_option {
     use fab_targets::TargetSpec;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -105,18 +100,22 @@ impl FlowConfig {
 }
 
 /// How the flow is trained.
+///
+/// The FAB methods carry fab-ais's own [`AisConfig`] (`method.ais`), α included: FAB 2021 anneals to p (α = 1), FAB
+/// α = 2 to p²/q (α = 2); [`TrainConfig::check`] refuses any other α for the method. Configs written before
+/// 2026-12-02 in fab-train's former short AIS vocabulary are still read (see [`crate::legacy_config`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Method {
     /// FAB as in the 2021 paper: AIS to p, loss `logsumexp(log w̄ + log p − log q_θ)` (eq. 5).
     Fab2021 {
-        /// AIS settings.
-        ais: AisSettings,
+        /// AIS settings (α = 1).
+        ais: AisConfig,
     },
     /// FAB with α = 2 (ICLR 2023): AIS to p²/q, loss `−Σ w̄ log q_θ`, optionally with the prioritised replay buffer.
     FabAlpha2 {
-        /// AIS settings.
-        ais: AisSettings,
+        /// AIS settings (α = 2).
+        ais: AisConfig,
         /// Replay buffer; `None` for one gradient step per AIS batch.
         buffer: Option<BufferSettings>,
     },
@@ -152,41 +151,21 @@ impl Method {
         }
     }
 
-    /// The fab-ais configuration of a FAB method (`None` for methods without AIS), with α = 1 for the 2021
-    /// objective (AIS to p) and α = 2 for the ICLR one (AIS to p²/q).
-    pub fn ais_config(&self) -> Option<AisConfig> {
-        let (settings, alpha) = match self {
-            Self::Fab2021 { ais } => (ais, 1.0),
-            Self::FabAlpha2 { ais, .. } => (ais, 2.0),
-            _ => return None,
-        };
-        let schedule = match settings.schedule {
-            Schedule::Linear => BetaSchedule::Linear,
-            Schedule::Geometric => BetaSchedule::Geometric,
-        };
-        let base = AisConfig { n_intermediate: settings.n_intermediate, schedule, alpha, ..AisConfig::fab_2021() };
-        Some(match &settings.transition {
-            Transition::Hmc { n_leapfrog, step_size, adapt } => {
-                let (rule, clamp) = match adapt {
-                    StepRule::Fab2021 => (StepSizeRule::Fab(FabRule::Fab2021), GRAD_CLAMP_2021),
-                    StepRule::FabIclr => (StepSizeRule::Fab(FabRule::Iclr), GRAD_CLAMP_ICLR),
-                    StepRule::Fixed => (StepSizeRule::Fixed, GRAD_CLAMP_ICLR),
-                };
-                AisConfig {
-                    transition: fab_ais::Transition::Hmc(Hmc::without_jitter(*n_leapfrog).with_grad_clamp(clamp)),
-                    step_size_rule: rule,
-                    initial_step_size: *step_size,
-                    ..base
-                }
-            }
-            Transition::Metropolis { step_size, n_steps } => AisConfig {
-                transition: fab_ais::Transition::Metropolis,
-                step_size_rule: StepSizeRule::Fixed,
-                initial_step_size: *step_size,
-                transitions_per_beta: *n_steps,
-                ..base
-            },
-        })
+    /// The AIS configuration of a FAB method (`None` for methods without AIS).
+    pub fn ais(&self) -> Option<&AisConfig> {
+        match self {
+            Self::Fab2021 { ais } | Self::FabAlpha2 { ais, .. } => Some(ais),
+            _ => None,
+        }
+    }
+
+    /// The α the method's loss is derived for: 1 for FAB 2021 (AIS to p), 2 for FAB α = 2 (AIS to p²/q).
+    pub fn required_alpha(&self) -> Option<f64> {
+        match self {
+            Self::Fab2021 { .. } => Some(1.0),
+            Self::FabAlpha2 { .. } => Some(2.0),
+            _ => None,
+        }
     }
 
     /// The SNF architecture of an SNF method on `dim` dimensions (`None` for every other method).
@@ -202,62 +181,6 @@ impl Method {
             _ => None,
         }
     }
-}
-
-/// AIS as used inside FAB (SPEC §3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AisSettings {
-    /// Intermediate distributions, endpoints excluded (the 2021 paper's "2" is β = 0, 1/3, 2/3, 1).
-    pub n_intermediate: usize,
-    /// Spacing of β.
-    #[serde(default)]
-    pub schedule: Schedule,
-    /// The MCMC transition at each intermediate distribution.
-    pub transition: Transition,
-}
-
-/// Spacing of the inverse temperatures β.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Schedule {
-    /// Evenly spaced.
-    #[default]
-    Linear,
-    /// Geometric, as in SPEC §3.
-    Geometric,
-}
-
-/// MCMC transition inside AIS.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum Transition {
-    /// HMC with `n_leapfrog` steps and the FAB step-size rule.
-    Hmc {
-        /// Leapfrog steps per transition.
-        n_leapfrog: usize,
-        /// Initial step size (split 0.9 / 0.1 into per-distribution and common parts).
-        step_size: f64,
-        /// Adaptation rule.
-        adapt: StepRule,
-    },
-    /// Random-walk Metropolis with a fixed Gaussian proposal scale.
-    Metropolis {
-        /// Proposal standard deviation.
-        step_size: f64,
-        /// Metropolis updates per transition.
-        n_steps: usize,
-    },
-}
-
-/// Step-size adaptation of HMC inside AIS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StepRule {
-    /// 2021: ×/÷ 1.1 and 1.05 toward acceptance 0.65.
-    Fab2021,
-    /// ICLR: ×/÷ 1.05 and 1.02 toward acceptance 0.65.
-    FabIclr,
-    /// No adaptation.
-    Fixed,
 }
 
 /// The prioritised replay buffer (SPEC §4c).
@@ -390,6 +313,28 @@ fn at_least_one(field: &str, v: usize) -> Result<(), ConfigError> {
 }
 
 impl TrainConfig {
+    /// Parses RON config text without checking its values. Text in the format written before 2026-12-02 (fab-train's
+    /// short AIS vocabulary, [`crate::legacy_config`]) is read too; an error is the current format's, with its span.
+    pub fn from_ron(text: &str) -> Result<Self, ron::error::SpannedError> {
+        ron::Options::default().from_str::<Self>(text).or_else(|e| crate::legacy_config::from_ron(text).ok_or(e))
+    }
+
+    /// Reads the JSON copy of a config that checkpoints store (old format included, as [`TrainConfig::from_ron`]).
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        Self::deserialize(value).or_else(|e| crate::legacy_config::from_json(value).ok_or(e))
+    }
+
+    /// The config as pretty RON in the current format (what run directories store as `config.ron`).
+    pub fn to_ron(&self) -> Result<String, ron::Error> {
+        ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::default())
+    }
+
+    /// The memory check of [`TrainConfig::check`] alone: refuses a config whose evaluation or training arrays
+    /// would not fit in the machine's available memory (e.g. after raising `eval.n_samples_final`).
+    pub fn check_memory(&self) -> Result<(), ConfigError> {
+        crate::limits::check_memory(&self.memory_needs(&self.flow.spec()), crate::limits::available_memory_bytes())
+    }
+
     /// Validates every field against the config's built-in target (built here, once) before any work starts.
     pub fn check(self) -> Result<CheckedTrainConfig, ConfigError> {
         let Some(spec) = &self.target else {
@@ -437,11 +382,7 @@ impl TrainConfig {
         at_least_one("eval.n_target_samples", self.eval.n_target_samples)?;
         let (groups, size) = self.eval.expectation_groups;
         at_least_one("eval.expectation_groups", groups.min(size))?;
-        let ais = self
-            .method
-            .ais_config()
-            .map(|c| c.check().map_err(|e| ConfigError { field: format!("method.ais.{}", e.field), reason: e.reason }))
-            .transpose()?;
+        let ais = self.check_ais()?;
         // Refuse a config that cannot fit in the machine's memory.
         crate::limits::check_memory(&self.memory_needs(&flow), crate::limits::available_memory_bytes())?;
         Ok(CheckedTrainConfig { config: self, flow, ais, target })
@@ -482,13 +423,13 @@ impl TrainConfig {
         };
         if let Some(ais) = ais {
             check_at_most("method.ais.n_intermediate", ais.n_intermediate, MAX_N_INTERMEDIATE)?;
+            check_at_most("method.ais.transitions_per_beta", ais.transitions_per_beta, MAX_MCMC_STEPS)?;
             match &ais.transition {
-                Transition::Hmc { n_leapfrog, .. } => {
-                    check_at_most("method.ais.transition.n_leapfrog", *n_leapfrog, MAX_MCMC_STEPS)?
+                fab_ais::Transition::Hmc(hmc) => {
+                    check_at_most("method.ais.transition.n_leapfrog", hmc.n_leapfrog, MAX_MCMC_STEPS)?
                 }
-                Transition::Metropolis { n_steps, .. } => {
-                    check_at_most("method.ais.transition.n_steps", *n_steps, MAX_MCMC_STEPS)?
-                }
+                // NUTS bounds its own tree depth (1..=30) when it starts.
+                fab_ais::Transition::Nuts(_) | fab_ais::Transition::Metropolis => {}
             }
         }
         Ok(())
@@ -523,35 +464,36 @@ impl TrainConfig {
     }
 
     fn check_method(&self) -> Result<(), ConfigError> {
-        let ais = match &self.method {
-            Method::Fab2021 { ais } => ais,
-            Method::FabAlpha2 { ais, buffer } => {
-                if let Some(b) = buffer {
-                    at_least_one("method.buffer.capacity", b.capacity)?;
-                    at_least_one("method.buffer.n_updates", b.n_updates)?;
-                    if b.min_len > b.capacity {
-                        bad("method.buffer.min_len", format!("{} exceeds capacity {}", b.min_len, b.capacity))?;
-                    }
-                    if b.min_len < self.batch_size {
-                        bad("method.buffer.min_len", format!("must be at least batch_size ({})", self.batch_size))?;
-                    }
+        match &self.method {
+            Method::FabAlpha2 { buffer: Some(b), .. } => {
+                at_least_one("method.buffer.capacity", b.capacity)?;
+                at_least_one("method.buffer.n_updates", b.n_updates)?;
+                if b.min_len > b.capacity {
+                    bad("method.buffer.min_len", format!("{} exceeds capacity {}", b.min_len, b.capacity))?;
                 }
-                ais
+                if b.min_len < self.batch_size {
+                    bad("method.buffer.min_len", format!("must be at least batch_size ({})", self.batch_size))?;
+                }
+                Ok(())
             }
-            Method::ReverseKl | Method::MaximumLikelihood => return Ok(()),
-            Method::Snf { .. } => return self.check_snf(),
-        };
-        match &ais.transition {
-            Transition::Hmc { n_leapfrog, step_size, .. } => {
-                at_least_one("method.ais.transition.n_leapfrog", *n_leapfrog)?;
-                positive("method.ais.transition.step_size", *step_size)?;
-            }
-            Transition::Metropolis { step_size, n_steps } => {
-                at_least_one("method.ais.transition.n_steps", *n_steps)?;
-                positive("method.ais.transition.step_size", *step_size)?;
-            }
+            Method::Snf { .. } => self.check_snf(),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The method's AIS configuration checked by fab-ais (errors under `method.ais.…`), with the α its loss needs.
+    fn check_ais(&self) -> Result<Option<CheckedAisConfig>, ConfigError> {
+        let (Some(ais), Some(alpha)) = (self.method.ais(), self.method.required_alpha()) else { return Ok(None) };
+        if ais.alpha != alpha {
+            let annealed_to = if alpha == 1.0 { "p" } else { "p²/q" };
+            bad(
+                "method.ais.alpha",
+                format!("{} anneals to {annealed_to}, i.e. alpha: {alpha:?}; got {}", self.method.label(), ais.alpha),
+            )?;
+        }
+        let checked =
+            ais.check().map_err(|e| ConfigError { field: format!("method.ais.{}", e.field), reason: e.reason })?;
+        Ok(Some(checked))
     }
 
     fn check_snf(&self) -> Result<(), ConfigError> {

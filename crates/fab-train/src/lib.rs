@@ -61,6 +61,7 @@ pub mod config;
 mod error;
 pub mod eval;
 pub mod grad_guard;
+pub mod legacy_config;
 pub mod limits;
 pub mod lr;
 pub mod metrics;

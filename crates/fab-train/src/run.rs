@@ -211,14 +211,23 @@ impl Run {
         Self::restore(config.check_with_target(target)?, data, path)
     }
 
+    /// Like [`Run::from_checkpoint`] for a config already checked (the CLI checks once, with file and line).
+    pub fn from_checked_checkpoint(
+        checked: CheckedTrainConfig,
+        data: &CheckpointData,
+        path: &Path,
+    ) -> Result<Self, TrainError> {
+        Self::restore(checked, data, path)
+    }
+
     fn restore(checked: CheckedTrainConfig, data: &CheckpointData, path: &Path) -> Result<Self, TrainError> {
         let invalid = |reason: String| CheckpointError::Invalid { path: path.to_path_buf(), reason };
         let meta = &data.meta;
         if meta["format"] != "fab-run-checkpoint-1" {
             return Err(invalid("not a fab run checkpoint (missing format tag)".into()).into());
         }
-        let stored: TrainConfig = serde_json::from_value(meta["config"].clone())
-            .map_err(|e| invalid(format!("stored config unreadable: {e}")))?;
+        let stored =
+            TrainConfig::from_json(&meta["config"]).map_err(|e| invalid(format!("stored config unreadable: {e}")))?;
         let config = checked.config();
         let comparable = TrainConfig {
             budget: config.budget,

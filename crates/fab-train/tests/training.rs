@@ -1,12 +1,13 @@
 //! End-to-end training tests: FAB beats reverse KL on the 2021 MoG, runs resume bit for bit, and q = p scores
 //! perfectly.
 
+use fab_ais::{AisConfig, StepSizeRule};
 use fab_flow::{BaseSpec, FlowSpec};
+use fab_mcmc::{FabRule, Hmc};
 use fab_targets::TargetSpec;
 use fab_train::checkpoint::{decode, encode};
 use fab_train::config::{
-    AisSettings, Budget, BufferSettings, EvalConfig, FlowConfig, LrSchedule, Method, OptimizerConfig, Schedule,
-    StepRule, TrainConfig, Transition,
+    Budget, BufferSettings, EvalConfig, FlowConfig, LrSchedule, Method, OptimizerConfig, TrainConfig,
 };
 use fab_train::report::table1_row;
 use fab_train::{Detail, Run, evaluate};
@@ -22,12 +23,9 @@ fn eval_config() -> EvalConfig {
     }
 }
 
-fn hmc_2021() -> AisSettings {
-    AisSettings {
-        n_intermediate: 2,
-        schedule: Schedule::Linear,
-        transition: Transition::Hmc { n_leapfrog: 5, step_size: 1.0, adapt: StepRule::Fab2021 },
-    }
+/// FAB 2021's AIS: 2 intermediate distributions, HMC with 5 leapfrog steps, α = 1.
+fn hmc_2021() -> AisConfig {
+    AisConfig::fab_2021()
 }
 
 /// The 2021 MoG experiment with the paper's settings and a short budget.
@@ -110,8 +108,10 @@ fn a_resumed_fab_2021_run_ends_bitwise_equal() {
 fn a_resumed_buffer_run_ends_bitwise_equal() {
     let mut config = mog_config(
         Method::FabAlpha2 {
-            ais: AisSettings {
-                transition: Transition::Hmc { n_leapfrog: 3, step_size: 1.0, adapt: StepRule::FabIclr },
+            ais: AisConfig {
+                alpha: 2.0,
+                transition: fab_ais::Transition::Hmc(Hmc::without_jitter(3).with_grad_clamp(1e3)),
+                step_size_rule: StepSizeRule::Fab(FabRule::Iclr),
                 ..hmc_2021()
             },
             buffer: Some(BufferSettings { capacity: 1000, min_len: 300, n_updates: 2 }),
