@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod fabjax;
 mod reproduce;
 mod util;
 
@@ -27,7 +28,8 @@ enum Task {
         /// CI-sized budgets (a few hundred iterations); output goes to target/reproduce-quick.
         #[arg(long)]
         quick: bool,
-        /// Run only this experiment (e.g. mog_fab_2021).
+        /// Run only this experiment (e.g. mog_fab_2021), or `fabjax` (or one of `fabjax_gmm9`, `fabjax_funnel`,
+        /// `fabjax_many_well32`) for fab-jax's log Z benchmark.
         #[arg(long)]
         only: Option<String>,
         /// Threads for the fab binary.

@@ -82,6 +82,15 @@ pub struct Options {
 
 /// Entry point of the `reproduce` task.
 pub fn run(opts: Options) -> anyhow::Result<()> {
+    if opts.only.as_deref().is_some_and(|o| o.starts_with("fabjax")) {
+        let seeds = 5;
+        return crate::fabjax::run(crate::fabjax::Options {
+            quick: opts.quick,
+            only: opts.only,
+            threads: opts.threads,
+            seeds,
+        });
+    }
     let root = project_root();
     let mut build = cargo();
     build.args(["build", "--release", "-p", "fab-cli"]);
@@ -126,11 +135,18 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     write_curves(&runs_dir, &results.join("curves"))?;
     let reports = collect_reports(&runs_dir)?;
     plot_figures(&fab, &root, &results, &reports)?;
-    let md = results_markdown(&reports, opts.quick);
+    let mut md = results_markdown(&reports, opts.quick);
+    // The fab-jax section is written by its own task; keep the last one.
+    if let Ok(fabjax) = std::fs::read_to_string(results.join("fabjax.md")) {
+        md = crate::fabjax::splice(&md, &fabjax);
+    }
     std::fs::write(results.join("RESULTS.md"), &md)?;
     println!("{md}");
     if opts.quick {
         check_quick(&reports)?;
+    }
+    if opts.quick && opts.only.is_none() {
+        crate::fabjax::run(crate::fabjax::Options { quick: true, only: None, threads: opts.threads, seeds: 1 })?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! checked once into a [`CheckedAisConfig`] with its β grid.
 
 use crate::error::AisConfigError;
+use crate::smc::SmcSettings;
 use fab_mcmc::{FabRule, Hmc, McmcError, StepSizes};
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +77,10 @@ pub struct AisConfig {
     /// proposed, and counted); `None`: only non-finite coordinates are.
     #[serde(default)]
     pub support_bound: Option<f64>,
+    /// Run SMC instead of AIS ([`SmcSettings`]: adaptive βs and/or resampling) wherever this configuration is
+    /// run, [`crate::Ais`] included; `None` (the default) is plain AIS, bit for bit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smc: Option<SmcSettings>,
 }
 
 fn default_schedule() -> BetaSchedule {
@@ -109,6 +114,7 @@ impl AisConfig {
             initial_step_size: 1.0,
             chunk_size: fab_mcmc::DEFAULT_CHUNK_SIZE,
             support_bound: None,
+            smc: None,
         }
     }
 
@@ -158,6 +164,9 @@ impl AisConfig {
         }
         if let Transition::Hmc(hmc) = &self.transition {
             check_hmc(hmc)?;
+        }
+        if let Some(smc) = &self.smc {
+            smc.check()?;
         }
         if let StepSizeRule::DualAveraging { target_accept } = self.step_size_rule
             && !(target_accept > 0.0 && target_accept < 1.0)

@@ -31,6 +31,8 @@
 //!   and at the end; during transitions they are rejected proposals (divergences).
 //! - **Adaptation is separate, serialisable state** ([`AisAdaptation`]): one step size per intermediate distribution,
 //!   adapted during training, frozen for evaluation ([`Ais::freeze`]).
+//! - **SMC is a config switch.** [`AisConfig::smc`] set to [`SmcSettings`] (adaptive βs by conditional ESS,
+//!   systematic resampling) makes every [`Ais`] run an SMC run; [`Smc`] is the same sampler stand-alone.
 //! - **Deterministic for any thread count.** The draw and every transition are seeded from `seed` and the caller's
 //!   iteration counter via [`fab_core::sub_seed`]; chains use their own streams; reductions run in index order.
 

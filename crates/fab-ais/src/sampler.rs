@@ -4,6 +4,7 @@
 use crate::config::{CheckedAisConfig, Transition, check_alpha};
 use crate::error::{AisError, Stage};
 use crate::output::{AisOutput, BetaDiagnostics, LogZEstimate};
+use crate::smc::SmcRun;
 use crate::validity::Restricted;
 use fab_core::{LogDensity, Proposal, stream_rng, sub_seed};
 use fab_mcmc::{ChainState, Kernel, LinearLogDensity, RandomWalkMetropolis, StepInfo, StepSizes};
@@ -33,6 +34,9 @@ pub struct AisAdaptation {
 /// `[q, p]`, and the [`ChainState`] caches `log q`, `log p` (and both gradients for HMC) at every point. So the
 /// weight update is algebra on the cache, `log w += log f_{β_{j+1}}(x) − log f_{βⱼ}(x) = α(β_{j+1} − βⱼ)(log p − log q)`,
 /// moving to the next β only changes the coefficients, and no density is evaluated twice at the same point.
+///
+/// When the configuration sets [`crate::AisConfig::smc`], every run is an SMC run ([`crate::Smc`]'s, with the
+/// same seed paths and step-size slots) and returns its AIS-shaped part.
 #[derive(Debug, Clone)]
 pub struct Ais {
     config: CheckedAisConfig,
@@ -126,6 +130,10 @@ impl Ais {
         seed: u64,
         iteration: u64,
     ) -> Result<AisOutput, AisError> {
+        if let Some(settings) = &self.config.config().smc {
+            let run = SmcRun { config: &self.config, settings, adaptation: &mut self.adaptation };
+            return Ok(run.run(alpha, proposal, target, is_valid, n, seed, iteration)?.ais);
+        }
         check_alpha(alpha)?;
         if proposal.dim() != target.dim() {
             return Err(AisError::DimensionMismatch { proposal: proposal.dim(), target: target.dim() });

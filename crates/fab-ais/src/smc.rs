@@ -16,6 +16,7 @@ use crate::config::{CheckedAisConfig, Transition, check_alpha};
 use crate::error::{AisConfigError, AisError, Stage};
 use crate::output::{AisOutput, BetaDiagnostics, LogZEstimate};
 use crate::sampler::{AisAdaptation, P, Q, TAG_DRAW, TAG_TRANSITION, add_weight_increment, keep_valid, record};
+use crate::validity::Restricted;
 use fab_core::numerics::{logsumexp, normalized_weights};
 use fab_core::{LogDensity, Proposal, stream_rng, sub_seed};
 use fab_mcmc::{ChainState, Kernel, LinearLogDensity, RandomWalkMetropolis};
@@ -203,20 +204,63 @@ impl Smc {
         seed: u64,
         iteration: u64,
     ) -> Result<SmcOutput, AisError> {
+        self.run_validated(alpha, proposal, target, &|_| true, n, seed, iteration)
+    }
+
+    /// Like [`Smc::run_with_alpha`] with the validity rules of [`crate::Ais::run_validated`]: points that
+    /// `is_valid` refuses (or beyond the config's `support_bound`) are outside the target's support.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_validated(
+        &mut self,
+        alpha: f64,
+        proposal: &dyn Proposal,
+        target: &dyn LogDensity,
+        is_valid: &(dyn Fn(&[f64]) -> bool + Sync),
+        n: usize,
+        seed: u64,
+        iteration: u64,
+    ) -> Result<SmcOutput, AisError> {
+        let run = SmcRun { config: &self.config, settings: &self.settings, adaptation: &mut self.adaptation };
+        run.run(alpha, proposal, target, is_valid, n, seed, iteration)
+    }
+}
+
+/// One SMC run's borrowed parts: what [`Smc`] and an [`crate::Ais`] whose config sets `smc` both run.
+pub(crate) struct SmcRun<'a> {
+    pub(crate) config: &'a CheckedAisConfig,
+    pub(crate) settings: &'a SmcSettings,
+    pub(crate) adaptation: &'a mut AisAdaptation,
+}
+
+impl SmcRun<'_> {
+    /// `n` particles from `proposal` to `q^{1−α} p^α` within the validity rules; randomness from `seed` and
+    /// `iteration` only.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run(
+        mut self,
+        alpha: f64,
+        proposal: &dyn Proposal,
+        target: &dyn LogDensity,
+        is_valid: &(dyn Fn(&[f64]) -> bool + Sync),
+        n: usize,
+        seed: u64,
+        iteration: u64,
+    ) -> Result<SmcOutput, AisError> {
         check_alpha(alpha)?;
         if proposal.dim() != target.dim() {
             return Err(AisError::DimensionMismatch { proposal: proposal.dim(), target: target.dim() });
         }
         let cfg = self.config.config().clone();
         let fixed_betas = self.config.betas().to_vec();
-        let max_intermediate = self.n_slots();
+        let max_intermediate = self.config.n_intermediate();
         let kernel: &dyn Kernel = match &cfg.transition {
             Transition::Hmc(hmc) => hmc,
             Transition::Metropolis => &RandomWalkMetropolis,
             Transition::Nuts(nuts) => nuts,
         };
         let q_as_density: &dyn LogDensity = proposal;
-        let mut annealed = LinearLogDensity::new(vec![q_as_density, target], vec![1.0, 0.0])?;
+        let restricted = Restricted::new(target, cfg.support_bound, is_valid);
+        let mut annealed = LinearLogDensity::new(vec![q_as_density, &restricted], vec![1.0, 0.0])?;
 
         // x₀ ~ q, exactly as AIS draws it (same seed path), so a fixed schedule without resampling is AIS.
         let mut rng = stream_rng(sub_seed(seed, &[iteration, TAG_DRAW]), 0);
@@ -297,7 +341,7 @@ impl Smc {
             n_dropped_init,
             n_dropped_end,
             n_evaluated,
-            n_invalid: 0,
+            n_invalid: restricted.n_invalid(),
             alpha,
             log_z: LogZEstimate { log_z: f64::NAN, std_err: f64::NAN, n_used: 0 },
             ess_percent: f64::NAN,

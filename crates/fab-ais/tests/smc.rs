@@ -273,3 +273,38 @@ fn settings_round_trip_through_ron() {
     let text = ron::to_string(&s).unwrap();
     assert_eq!(ron::from_str::<SmcSettings>(&text).unwrap(), s);
 }
+
+#[test]
+fn an_ais_whose_config_sets_smc_runs_smc_and_without_it_runs_ais() {
+    let (q, p, _) = bimodal();
+    let plain = AisConfig { chunk_size: 16, ..hmc_fixed(12, 0.2) };
+    let settings = adaptive(0.8, SYSTEMATIC);
+    let switched = AisConfig { smc: Some(settings.clone()), ..plain.clone() };
+    let mut via_config = Ais::new(switched.check().unwrap());
+    let mut smc = Smc::new(plain.check().unwrap(), settings).unwrap();
+    let mut ais = Ais::new(plain.check().unwrap());
+    let mut differs_from_ais = false;
+    for it in 0..3 {
+        let from_config = via_config.run(&q, &p, 300, 5, it).unwrap();
+        let from_smc = smc.run(&q, &p, 300, 5, it).unwrap();
+        assert_eq!(from_config, from_smc.ais, "iteration {it}: the config switch is Smc's run");
+        differs_from_ais |= from_config != ais.run(&q, &p, 300, 5, it).unwrap();
+        assert!(!from_smc.resampled_at.is_empty(), "iteration {it}: the comparison covers resampling");
+    }
+    assert!(differs_from_ais, "with `smc` set the sampler is not plain AIS");
+    assert_eq!(via_config.adaptation(), smc.adaptation());
+}
+
+#[test]
+fn ais_config_smc_is_optional_in_ron_checked_and_left_out_when_unset() {
+    let plain = AisConfig::fab_2021();
+    let text = ron::to_string(&plain).unwrap();
+    assert!(!text.contains("smc"), "an unset switch is not written: {text}");
+    assert_eq!(ron::from_str::<AisConfig>(&text).unwrap(), plain);
+    let bad = AisConfig { smc: Some(adaptive(1.5, SYSTEMATIC)), ..plain };
+    assert_eq!(bad.check().unwrap_err().field, "smc.schedule");
+    let good = AisConfig { smc: Some(SmcSettings::default()), ..bad };
+    let round = ron::from_str::<AisConfig>(&ron::to_string(&good).unwrap()).unwrap();
+    assert_eq!(round, good);
+    assert!(round.check().is_ok());
+}

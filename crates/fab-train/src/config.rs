@@ -82,6 +82,20 @@ pub enum FlowConfig {
         /// Hidden width of the two-hidden-layer conditioner.
         width: usize,
     },
+    /// fab-jax's spline flow ([`FlowSpec::spline_fab_jax`]): `n_layers × [spline coupling, spline coupling,
+    /// ActNorm]`, ReLU conditioners of widths `hidden`, `n_bins` bins on `[−bound, bound]`.
+    SplineFabJax {
+        /// Dimension.
+        dim: usize,
+        /// Number of layers (two couplings and an ActNorm each).
+        n_layers: usize,
+        /// Hidden widths of each conditioner.
+        hidden: Vec<usize>,
+        /// Half-width of the spline interval.
+        bound: f64,
+        /// Bins per spline.
+        n_bins: usize,
+    },
     /// Any architecture fab-flow can build.
     Custom(FlowSpec),
 }
@@ -94,6 +108,9 @@ impl FlowConfig {
                 FlowSpec::realnvp_2021(*dim, *n_blocks, *width, *scale_init)
             }
             Self::RealNvpIclr { dim, n_layers, width } => FlowSpec::realnvp_iclr(*dim, *n_layers, *width),
+            Self::SplineFabJax { dim, n_layers, hidden, bound, n_bins } => {
+                FlowSpec::spline_fab_jax(*dim, *n_layers, hidden.clone(), *bound, *n_bins)
+            }
             Self::Custom(spec) => spec.clone(),
         }
     }
@@ -216,6 +233,9 @@ pub struct OptimizerConfig {
     /// How the learning rate changes over the budget (default: constant).
     #[serde(default)]
     pub schedule: LrSchedule,
+    /// fab-jax's dynamic gradient ignore/clip rule ([`crate::grad_guard`]), applied before the clips above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_guard: Option<crate::grad_guard::GradGuardConfig>,
 }
 
 /// Learning rate as a function of the fraction of the budget spent.
@@ -230,6 +250,17 @@ pub enum LrSchedule {
         /// The rate at the end of the budget, as a fraction of `lr` (in [0, 1]).
         final_fraction: f64,
     },
+    /// fab-jax's (optax's `warmup_cosine_decay_schedule`, [`crate::lr::warmup_cosine`]): linear warm-up from
+    /// `initial_fraction · lr` to `lr` over the first `warmup_fraction` of the budget, then half a cosine down to
+    /// `final_fraction · lr` at its end (all fractions in [0, 1]).
+    WarmupCosine {
+        /// Starting rate as a fraction of `lr` (fab-jax: 0.1).
+        initial_fraction: f64,
+        /// Fraction of the budget spent warming up (fab-jax: 10 iterations of 2000 = 0.005).
+        warmup_fraction: f64,
+        /// Final rate as a fraction of `lr` (fab-jax: 0).
+        final_fraction: f64,
+    },
 }
 
 impl LrSchedule {
@@ -241,6 +272,9 @@ impl LrSchedule {
                 let t = progress.clamp(0.0, 1.0);
                 let floor = final_fraction * lr;
                 floor + (lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            LrSchedule::WarmupCosine { initial_fraction, warmup_fraction, final_fraction } => {
+                crate::lr::warmup_cosine(lr, progress, initial_fraction, warmup_fraction, final_fraction)
             }
         }
     }
@@ -402,6 +436,9 @@ impl TrainConfig {
             FlowConfig::RealNvpIclr { dim, n_layers, width } => {
                 check_flow_preset("flow.n_layers", *dim, *n_layers, *width)?
             }
+            FlowConfig::SplineFabJax { dim, n_layers, hidden, .. } => {
+                check_flow_preset("flow.n_layers", *dim, *n_layers, hidden.iter().copied().max().unwrap_or(0))?
+            }
             FlowConfig::Custom(spec) => check_at_most("flow.dim", spec.dim, MAX_DIM)?,
         }
         check_lr("optimizer.lr", self.optimizer.lr)?;
@@ -528,6 +565,20 @@ impl TrainConfig {
             && !(0.0..=1.0).contains(&final_fraction)
         {
             bad("optimizer.schedule.final_fraction", format!("must be in [0, 1], got {final_fraction}"))?;
+        }
+        if let LrSchedule::WarmupCosine { initial_fraction, warmup_fraction, final_fraction } = o.schedule {
+            for (field, v) in [
+                ("optimizer.schedule.initial_fraction", initial_fraction),
+                ("optimizer.schedule.warmup_fraction", warmup_fraction),
+                ("optimizer.schedule.final_fraction", final_fraction),
+            ] {
+                if !(0.0..=1.0).contains(&v) {
+                    bad(field, format!("must be in [0, 1], got {v}"))?;
+                }
+            }
+        }
+        if let Some(Err(e)) = o.grad_guard.map(|g| g.check()) {
+            bad(&format!("optimizer.grad_guard.{}", e.field), e.reason)?;
         }
         Ok(())
     }

@@ -44,8 +44,8 @@
 //! - [`snf`]: the 2021 stochastic-normalizing-flow baseline (couplings and Metropolis layers, pathwise gradient).
 //! - [`eval`] and [`metrics`]: every metric of SPEC §6a that the target's capabilities allow; [`report`]: table rows.
 //! - [`checkpoint`]: atomic, checksummed files.
-//! - [`grad_guard`], [`lr`]: fab-jax's dynamic gradient ignore/clip rule and warm-up + cosine schedule (pure units,
-//!   not yet selectable in configs).
+//! - [`grad_guard`], [`lr`]: fab-jax's dynamic gradient ignore/clip rule (`optimizer.grad_guard`) and warm-up +
+//!   cosine schedule (`optimizer.schedule: WarmupCosine`).
 //! - [`protocol`]: fab-jax's log Z protocol (MAE over batches of AIS or SMC estimates) and the equal-budget baseline.
 //!
 //! # Design

@@ -4,8 +4,9 @@
 //! checkpoint at iteration `k` continues exactly as the uninterrupted run would have.
 
 use crate::checkpoint::{CheckpointData, CheckpointError};
-use crate::config::{Budget, CheckedTrainConfig, TrainConfig};
+use crate::config::{Budget, CheckedTrainConfig, ConfigError, TrainConfig};
 use crate::error::TrainError;
+use crate::grad_guard::GradGuard;
 use crate::objective::{self, Counters, IterationReport, Objective, ObjectiveState, Optimiser, StepContext};
 use crate::snf::Snf;
 use crate::streams;
@@ -15,6 +16,9 @@ use fab_flow::{Adam, AdamConfig, AdamState, Flow};
 use fab_targets::Target;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// The checkpoint field of the gradient guard's window (present only when the config has a guard).
+const GRAD_GUARD_KEY: &str = "grad_guard";
 
 /// Points drawn for the data-dependent ActNorm initialisation of 2021 flows.
 const ACTNORM_INIT_POINTS: usize = 1000;
@@ -66,10 +70,16 @@ impl Run {
         };
         let objective = objective::build(&config.method, ais, snf, flow.dim());
         let o = &config.optimizer;
+        let grad_guard = o
+            .grad_guard
+            .map(GradGuard::new)
+            .transpose()
+            .map_err(|e| ConfigError { field: format!("optimizer.grad_guard.{}", e.field), reason: e.reason })?;
         let optimiser = Optimiser {
             adam: Adam::new(adam_config(&config)),
             max_grad_norm: o.max_grad_norm,
             max_grad_value: o.max_grad_value,
+            grad_guard,
         };
         Ok(Self {
             config,
@@ -155,7 +165,7 @@ impl Run {
         let seed = sub_seed(self.config.seed, &[streams::TRAIN, self.iteration]);
         let o = &self.config.optimizer;
         self.optimiser.adam.config.lr = o.schedule.lr(o.lr, self.budget_progress());
-        let dropped_before = self.counters.n_dropped_points;
+        let before = self.counters;
         let mut ctx = StepContext {
             flow: &mut self.flow,
             target: &self.target,
@@ -167,7 +177,9 @@ impl Run {
         let mut report = self.objective.step(&mut ctx, seed)?;
         report.iteration = self.iteration;
         report.target_evaluations = self.target.counts().total();
-        report.n_dropped = self.counters.n_dropped_points - dropped_before;
+        report.n_dropped = self.counters.n_dropped_points - before.n_dropped_points;
+        report.n_skipped_grad_guard = self.counters.n_skipped_grad_guard - before.n_skipped_grad_guard;
+        report.n_clipped_grad_guard = self.counters.n_clipped_grad_guard - before.n_clipped_grad_guard;
         self.iteration += 1;
         Ok(report)
     }
@@ -190,7 +202,11 @@ impl Run {
             "target_evaluations": self.target.counts(),
             "optimizer": { "t": opt.t, "skipped": opt.skipped },
         });
-        meta.as_object_mut().expect("an object").extend(state.meta);
+        let meta_object = meta.as_object_mut().expect("an object");
+        if let Some(guard) = &self.optimiser.grad_guard {
+            meta_object.insert(GRAD_GUARD_KEY.into(), serde_json::to_value(guard).expect("serialisable"));
+        }
+        meta_object.extend(state.meta);
         Ok(CheckpointData { meta, arrays, blobs })
     }
 
@@ -271,6 +287,11 @@ impl Run {
             skipped: opt["skipped"].as_u64().ok_or_else(|| invalid("optimizer.skipped".into()))?,
         };
         run.optimiser.adam = Adam::from_state(adam_config(&run.config), adam);
+        if run.optimiser.grad_guard.is_some() {
+            let guard = serde_json::from_value(field(GRAD_GUARD_KEY)?)
+                .map_err(|e| invalid(format!("{GRAD_GUARD_KEY}: {e}")))?;
+            run.optimiser.grad_guard = Some(guard);
+        }
         let state = ObjectiveState {
             meta: meta.as_object().cloned().unwrap_or_default(),
             arrays: data.arrays.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),

@@ -9,6 +9,7 @@ use fab_train::checkpoint::{decode, encode};
 use fab_train::config::{
     Budget, BufferSettings, EvalConfig, FlowConfig, LrSchedule, Method, OptimizerConfig, TrainConfig,
 };
+use fab_train::grad_guard::GradGuardConfig;
 use fab_train::report::table1_row;
 use fab_train::{Detail, Run, evaluate};
 use std::path::Path;
@@ -43,6 +44,7 @@ fn mog_config(method: Method, iterations: u64) -> TrainConfig {
             max_grad_norm: Some(1.0),
             max_grad_value: Some(1.0),
             schedule: LrSchedule::Constant,
+            grad_guard: None,
         },
         batch_size: 100,
         budget: Budget::Iterations(iterations),
@@ -76,7 +78,7 @@ fn a_short_fab_run_beats_reverse_kl_on_the_2021_mog() {
 
 /// Runs `config` to the end twice: once straight, once stopped at `stop_at`, checkpointed through bytes and
 /// resumed. The parameters must agree bit for bit.
-fn check_resume(config: TrainConfig, stop_at: u64) {
+fn check_resume(config: TrainConfig, stop_at: u64) -> Run {
     let straight = train(config.clone());
     let mut first = Run::new(config.clone()).unwrap();
     for _ in 0..stop_at {
@@ -97,11 +99,90 @@ fn check_resume(config: TrainConfig, stop_at: u64) {
     assert!(bits(&straight) == bits(&resumed), "resumed run diverged from the uninterrupted one");
     assert_eq!(straight.target_evaluations(), resumed.target_evaluations());
     assert_eq!(straight.counters(), resumed.counters());
+    resumed
 }
 
 #[test]
 fn a_resumed_fab_2021_run_ends_bitwise_equal() {
     check_resume(mog_config(Method::Fab2021 { ais: hmc_2021() }, 24), 11);
+}
+
+/// fab-jax's options together: SMC (adaptive βs, resampling) as FAB's AIS, the gradient guard with factors tight
+/// enough that it both skips and clips, and the warm-up + cosine schedule, with the buffer.
+fn fabjax_options_config(iterations: u64) -> TrainConfig {
+    let mut config = mog_config(
+        Method::FabAlpha2 {
+            ais: AisConfig {
+                n_intermediate: 4,
+                alpha: 2.0,
+                transition: fab_ais::Transition::Hmc(Hmc::without_jitter(3).with_grad_clamp(1e3)),
+                step_size_rule: StepSizeRule::Fab(FabRule::Iclr),
+                smc: Some(fab_ais::SmcSettings::default()),
+                ..hmc_2021()
+            },
+            buffer: Some(BufferSettings { capacity: 1000, min_len: 300, n_updates: 2 }),
+        },
+        iterations,
+    );
+    config.optimizer = OptimizerConfig {
+        lr: 1e-4,
+        weight_decay: 0.0,
+        decoupled: false,
+        max_grad_norm: None,
+        max_grad_value: None,
+        schedule: LrSchedule::WarmupCosine { initial_fraction: 0.1, warmup_fraction: 0.2, final_fraction: 0.0 },
+        grad_guard: Some(GradGuardConfig { window: 8, ignore_factor: 1.1, clip_factor: 0.8, min_history: 2 }),
+    };
+    config
+}
+
+#[test]
+fn a_resumed_run_with_smc_the_grad_guard_and_warmup_ends_bitwise_equal() {
+    // The guard's window must come back from the checkpoint: a fresh window would apply steps unclipped.
+    let resumed = check_resume(fabjax_options_config(20), 7);
+    let c = resumed.counters();
+    assert!(c.n_skipped_grad_guard > 0 && c.n_clipped_grad_guard > 0, "the guard acted both ways: {c:?}");
+}
+
+#[test]
+fn the_grad_guard_counts_reach_the_iteration_reports_and_smc_changes_the_batches() {
+    let config = fabjax_options_config(12);
+    let mut run = Run::new(config.clone()).unwrap();
+    let (mut skipped, mut clipped) = (0, 0);
+    while !run.is_done() {
+        let r = run.step().unwrap();
+        skipped += r.n_skipped_grad_guard;
+        clipped += r.n_clipped_grad_guard;
+    }
+    let c = run.counters();
+    assert_eq!((skipped, clipped), (c.n_skipped_grad_guard, c.n_clipped_grad_guard));
+    assert!(skipped > 0 && clipped > 0, "{c:?}");
+    let steps = c.n_steps_applied + c.n_skipped_grad_guard + c.n_skipped_non_finite_grad + c.n_skipped_non_finite_loss;
+    assert_eq!(steps, 12 * 2, "two updates per AIS batch, each applied or counted as skipped");
+    // The same run with plain AIS: the SMC switch reaches the sampler.
+    let mut ais_config = config;
+    if let Method::FabAlpha2 { ais, .. } = &mut ais_config.method {
+        ais.smc = None;
+    }
+    let ais = train(ais_config);
+    assert!(ais.flow().params() != run.flow().params(), "SMC and AIS batches differ");
+}
+
+#[test]
+fn warmup_cosine_rises_to_lr_then_falls_to_its_floor() {
+    let s = LrSchedule::WarmupCosine { initial_fraction: 0.1, warmup_fraction: 0.25, final_fraction: 0.0 };
+    assert!((s.lr(2e-4, 0.0) - 2e-5).abs() < 1e-18);
+    assert!((s.lr(2e-4, 0.125) - 1.1e-4).abs() < 1e-18, "half-way through the warm-up");
+    assert!((s.lr(2e-4, 0.25) - 2e-4).abs() < 1e-18, "the peak");
+    assert!((s.lr(2e-4, 0.625) - 1e-4).abs() < 1e-18, "half-way through the decay");
+    assert!(s.lr(2e-4, 1.0).abs() < 1e-18);
+    let mut config = mog_config(Method::ReverseKl, 6);
+    config.optimizer.schedule =
+        LrSchedule::WarmupCosine { initial_fraction: 0.1, warmup_fraction: 1.5, final_fraction: 0.0 };
+    assert_eq!(config.clone().check().unwrap_err().field, "optimizer.schedule.warmup_fraction");
+    config.optimizer.schedule = LrSchedule::Constant;
+    config.optimizer.grad_guard = Some(GradGuardConfig { ignore_factor: 1.0, ..GradGuardConfig::default() });
+    assert_eq!(config.check().unwrap_err().field, "optimizer.grad_guard.ignore_factor");
 }
 
 #[test]
@@ -126,6 +207,7 @@ fn a_resumed_buffer_run_ends_bitwise_equal() {
         max_grad_value: None,
         // A decaying rate: the resumed run must pick the schedule up where it stopped.
         schedule: LrSchedule::Cosine { final_fraction: 0.1 },
+        grad_guard: None,
     };
     check_resume(config, 7);
 }
@@ -194,6 +276,7 @@ fn snf_config(iterations: u64) -> TrainConfig {
             max_grad_norm: None,
             max_grad_value: None,
             schedule: LrSchedule::Constant,
+            grad_guard: None,
         },
         batch_size: 128,
         ..mog_config(Method::ReverseKl, iterations)

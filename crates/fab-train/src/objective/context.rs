@@ -1,6 +1,7 @@
 //! What an objective sees of the run ([`StepContext`]): the flow, the counted target, the optimiser with its
 //! clipping, the skip counters and the batch size; and the report one iteration returns.
 
+use crate::grad_guard::{GradGuard, GuardDecision};
 use fab_core::Counted;
 use fab_flow::{Adam, Flow, StepOutcome, clip_grad_norm, clip_grad_value};
 use fab_targets::Target;
@@ -21,6 +22,12 @@ pub struct Counters {
     /// bound, or rejected by the target's predicate): treated as outside the support.
     #[serde(default)]
     pub n_invalid_points: u64,
+    /// Steps skipped by the gradient guard (norm above `ignore_factor` running medians).
+    #[serde(default)]
+    pub n_skipped_grad_guard: u64,
+    /// Steps whose gradient the guard clipped (norm above `clip_factor` running medians).
+    #[serde(default)]
+    pub n_clipped_grad_guard: u64,
 }
 
 /// What one iteration did (a JSON line of the metrics file).
@@ -42,6 +49,12 @@ pub struct IterationReport {
     pub target_evaluations: u64,
     /// Points dropped in this iteration as non-finite or invalid.
     pub n_dropped: u64,
+    /// Gradient steps of this iteration skipped by the gradient guard.
+    #[serde(default)]
+    pub n_skipped_grad_guard: u64,
+    /// Gradient steps of this iteration clipped by the gradient guard.
+    #[serde(default)]
+    pub n_clipped_grad_guard: u64,
 }
 
 impl IterationReport {
@@ -56,6 +69,8 @@ impl IterationReport {
             step_sizes: Vec::new(),
             target_evaluations: 0,
             n_dropped: 0,
+            n_skipped_grad_guard: 0,
+            n_clipped_grad_guard: 0,
         }
     }
 }
@@ -66,6 +81,8 @@ pub(crate) struct Optimiser {
     pub(crate) adam: Adam,
     pub(crate) max_grad_norm: Option<f64>,
     pub(crate) max_grad_value: Option<f64>,
+    /// fab-jax's dynamic ignore/clip rule with its window of recent norms (checkpointed by the run).
+    pub(crate) grad_guard: Option<GradGuard>,
 }
 
 impl Optimiser {
@@ -80,6 +97,9 @@ impl Optimiser {
             counters.n_skipped_non_finite_grad += 1;
             return norm;
         }
+        if !self.guard(grad, norm, counters) {
+            return norm;
+        }
         if let Some(max) = self.max_grad_norm {
             clip_grad_norm(grad, max);
         }
@@ -91,6 +111,24 @@ impl Optimiser {
             _ => counters.n_skipped_non_finite_grad += 1,
         }
         norm
+    }
+
+    /// The gradient guard's decision on a finite `norm`: false to skip the step; a clip scales `grad`.
+    fn guard(&mut self, grad: &mut [f64], norm: f64, counters: &mut Counters) -> bool {
+        let Some(guard) = self.grad_guard.as_mut() else { return true };
+        match guard.decide(norm) {
+            GuardDecision::Skip => {
+                counters.n_skipped_grad_guard += 1;
+                false
+            }
+            GuardDecision::Apply { scale } => {
+                if scale < 1.0 {
+                    counters.n_clipped_grad_guard += 1;
+                    grad.iter_mut().for_each(|g| *g *= scale);
+                }
+                true
+            }
+        }
     }
 }
 
