@@ -84,6 +84,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     if opts.plot && !opts.save_baseline {
         return plot_history(&home);
     }
+    ensure_valgrind()?;
     ensure_runner(opts.install_runner)?;
     if !opts.save_baseline {
         check_baselines_exist(&home)?;
@@ -217,6 +218,18 @@ fn tool_version(tool: &str) -> anyhow::Result<String> {
         .output()
         .with_context(|| format!("running {tool} --version"))?;
     Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// Fails with what to do when valgrind (whose callgrind counts the instructions) is not on the PATH.
+fn ensure_valgrind() -> anyhow::Result<()> {
+    let found = Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        bail!(
+            "valgrind is not on the PATH: the instruction-count benchmarks run under its callgrind tool (install \
+             it, e.g. `apt-get install valgrind`)"
+        );
+    }
+    Ok(())
 }
 
 /// Checks that `gungraun-runner` with the library's version is on the PATH; installs it when asked.

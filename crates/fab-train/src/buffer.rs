@@ -110,13 +110,19 @@ impl ReplayBuffer {
         }
     }
 
-    /// The arrays (`x`, `log_w`, `log_q_old`), for checkpoints. Empty slots hold `log_w = -inf`.
+    /// The arrays (`x`, `log_w`, `log_q_old`) of the filled slots, for checkpoints. Only those: the storage is
+    /// allocated zeroed, so its empty slots take no memory until filled, and a copy of them would.
     pub fn arrays(&self) -> Vec<(&'static str, Vec<f64>)> {
-        vec![("x", self.x.clone()), ("log_w", self.log_w.clone()), ("log_q_old", self.log_q_old.clone())]
+        vec![
+            ("x", self.x[..self.len * self.dim].to_vec()),
+            ("log_w", self.log_w[..self.len].to_vec()),
+            ("log_q_old", self.log_q_old[..self.len].to_vec()),
+        ]
     }
 
     /// Restores the state written by [`ReplayBuffer::scalars`] and [`ReplayBuffer::arrays`]; the shape must match
-    /// this buffer's (same dimension, capacity and fill threshold).
+    /// this buffer's (same dimension, capacity and fill threshold). The arrays hold the filled slots, or every slot
+    /// (checkpoints written before [`ReplayBuffer::arrays`] left out the empty ones).
     pub fn restore(
         &mut self,
         scalars: BufferScalars,
@@ -128,19 +134,23 @@ impl ReplayBuffer {
         {
             return Err(format!("stored buffer shape {scalars:?} differs from the config's {mine:?}"));
         }
-        if scalars.len > scalars.capacity || scalars.next_idx >= scalars.capacity {
+        let filling = scalars.len < scalars.capacity;
+        if scalars.len > scalars.capacity
+            || scalars.next_idx >= scalars.capacity
+            || (filling && scalars.next_idx != scalars.len)
+        {
             return Err(format!("inconsistent fill state {scalars:?}"));
         }
-        let mut take = |name: &str, len: usize| -> Result<Vec<f64>, String> {
+        let (len, capacity) = (scalars.len, self.capacity);
+        let mut take = |name: &str, width: usize, empty: f64| -> Result<Vec<f64>, String> {
             let v = arrays.remove(name).ok_or_else(|| format!("missing array `{name}`"))?;
-            if v.len() != len {
-                return Err(format!("array `{name}` has {} entries, expected {len}", v.len()));
-            }
-            Ok(v)
+            slots_in_storage(v, len * width, capacity * width, empty).map_err(|n| {
+                format!("array `{name}` has {n} entries, expected {} or {}", len * width, capacity * width)
+            })
         };
-        let x = take("x", self.capacity * self.dim)?;
-        let log_w = take("log_w", self.capacity)?;
-        let log_q_old = take("log_q_old", self.capacity)?;
+        let x = take("x", self.dim, 0.0)?;
+        let log_w = take("log_w", 1, f64::NEG_INFINITY)?;
+        let log_q_old = take("log_q_old", 1, 0.0)?;
         (self.x, self.log_w, self.log_q_old) = (x, log_w, log_q_old);
         self.next_idx = scalars.next_idx;
         self.len = scalars.len;
@@ -217,6 +227,21 @@ impl ReplayBuffer {
     }
 }
 
+/// A stored array as full storage of `full` entries: `v` itself when it has them all, else its `filled` entries
+/// followed by `empty` (zero-filled storage is allocated zeroed, so its untouched pages take no memory). The length
+/// of `v` when it is neither.
+fn slots_in_storage(v: Vec<f64>, filled: usize, full: usize, empty: f64) -> Result<Vec<f64>, usize> {
+    if v.len() == full {
+        return Ok(v);
+    }
+    if v.len() != filled {
+        return Err(v.len());
+    }
+    let mut storage = vec![empty; full];
+    storage[..filled].copy_from_slice(&v);
+    Ok(storage)
+}
+
 /// Fisher–Yates shuffle driven by `rng`.
 fn shuffle(xs: &mut [usize], rng: &mut dyn RngCore) {
     for i in (1..xs.len()).rev() {
@@ -285,6 +310,37 @@ mod tests {
         assert_eq!(c, b);
         let mut wrong = ReplayBuffer::new(1, 4, 1);
         assert!(wrong.restore(b.scalars(), arrays).unwrap_err().contains("differs"));
+    }
+
+    #[test]
+    fn a_partly_filled_buffer_is_checkpointed_by_its_filled_slots_and_restored_from_either_form() {
+        let mut b = ReplayBuffer::new(2, 5, 1);
+        b.add(BatchRef::new(&[1.0, 2.0, 3.0, 4.0], 2), &[0.5, -1.0], &[-3.0, -4.0]);
+        let arrays: std::collections::BTreeMap<String, Vec<f64>> =
+            b.arrays().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(arrays["x"], vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!((arrays["log_w"].len(), arrays["log_q_old"].len()), (2, 2));
+        let mut c = ReplayBuffer::new(2, 5, 1);
+        c.restore(b.scalars(), arrays.clone()).unwrap();
+        assert_eq!(c, b);
+        // Every slot, as checkpoints held them before.
+        let full: std::collections::BTreeMap<String, Vec<f64>> =
+            [("x", b.x.clone()), ("log_w", b.log_w.clone()), ("log_q_old", b.log_q_old.clone())]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+        let mut d = ReplayBuffer::new(2, 5, 1);
+        d.restore(b.scalars(), full).unwrap();
+        assert_eq!(d, b);
+        // Both go on identically.
+        for buffer in [&mut c, &mut d] {
+            buffer.add(BatchRef::new(&[5.0, 6.0], 2), &[2.0], &[0.0]);
+        }
+        assert_eq!(c, d);
+        let mut short = arrays;
+        short.get_mut("x").unwrap().pop();
+        let err = ReplayBuffer::new(2, 5, 1).restore(b.scalars(), short).unwrap_err();
+        assert_eq!(err, "array `x` has 3 entries, expected 4 or 10");
     }
 
     #[test]

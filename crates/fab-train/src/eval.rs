@@ -2,8 +2,10 @@
 //!
 //! Evaluation draws from its own random streams `(seed, EVAL, iteration)`, uses the target *without* counting
 //! (evaluation is not part of the training budget), and runs AIS with frozen step sizes on a copy of the driver,
-//! so it never changes the run.
+//! so it never changes the run. Its flow draws go through [`ChunkedSampling`]: bit for bit one call, in bounded
+//! memory.
 
+use crate::chunked::ChunkedSampling;
 use crate::error::TrainError;
 use crate::metrics::{
     ExpectationError, LogZError, expectation_error, forward_ess_percent, log_weights, log_z_error, mean_log_q,
@@ -96,7 +98,7 @@ pub fn evaluate(run: &Run, n_samples: usize, detail: Detail) -> Result<EvalRepor
             (s.log_q, s.log_p)
         }
         None => {
-            let (x, log_q) = flow.sample(&mut stream_rng(seed, 0), n_samples);
+            let (x, log_q) = ChunkedSampling(flow).sample(&mut stream_rng(seed, 0), n_samples);
             let mut log_p = vec![0.0; n_samples];
             target.log_prob_batch(x.view(), &mut log_p);
             (log_q, log_p)
@@ -172,7 +174,7 @@ fn expectations(
             (s.x, s.log_q, s.log_p)
         }
         None => {
-            let (x, log_q) = run.flow().sample(&mut stream_rng(seed, 4), n);
+            let (x, log_q) = ChunkedSampling(run.flow()).sample(&mut stream_rng(seed, 4), n);
             let mut log_p = vec![0.0; n];
             target.log_prob_batch(x.view(), &mut log_p);
             (x, log_q, log_p)

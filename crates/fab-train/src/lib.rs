@@ -57,6 +57,7 @@
 
 pub mod buffer;
 pub mod checkpoint;
+mod chunked;
 pub mod config;
 mod error;
 pub mod eval;

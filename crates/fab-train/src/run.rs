@@ -4,6 +4,7 @@
 //! checkpoint at iteration `k` continues exactly as the uninterrupted run would have.
 
 use crate::checkpoint::{CheckpointData, CheckpointError};
+use crate::chunked::ChunkedSampling;
 use crate::config::{Budget, CheckedTrainConfig, ConfigError, TrainConfig};
 use crate::error::TrainError;
 use crate::grad_guard::GradGuard;
@@ -127,13 +128,22 @@ impl Run {
 
     /// `n` AIS samples towards the target p (α = 1) from the current flow, with the run's adapted step sizes
     /// frozen and the target's validity rules, seeded by `seed`; `None` for runs without AIS. Does not change the
-    /// run and does not count towards its budget.
+    /// run and does not count towards its budget. The flow draws the starting points in bounded blocks
+    /// ([`ChunkedSampling`]), bit for bit one draw.
     pub fn sample_ais(&self, n: usize, seed: u64) -> Result<Option<AisOutput>, TrainError> {
         let Some(ais) = self.ais() else { return Ok(None) };
         let mut frozen = ais.clone();
         frozen.freeze();
         let target = self.target();
-        Ok(Some(objective::run_within_support(&mut frozen, 1.0, &self.flow, target, target, n, seed)?))
+        Ok(Some(objective::run_within_support(
+            &mut frozen,
+            1.0,
+            &ChunkedSampling(&self.flow),
+            target,
+            target,
+            n,
+            seed,
+        )?))
     }
 
     /// Replaces the budget by `n` iterations (e.g. to extend a resumed run).
