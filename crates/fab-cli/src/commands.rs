@@ -139,32 +139,9 @@ pub fn load_run(path: &Path) -> anyhow::Result<Run> {
     Ok(Run::from_checkpoint(config, &data, &ckpt)?)
 }
 
-/// Reads a checkpoint and checks what `Run::from_checkpoint` trusts: the optimiser moments must have one entry
-/// per trained parameter (a damaged file with a valid checksum made the optimiser panic on its first step).
+/// Reads a checkpoint (its checksum verified); `Run::from_checkpoint` checks its content against the config.
 fn load_checkpoint(ckpt: &Path) -> anyhow::Result<fab_train::checkpoint::CheckpointData> {
-    let data = fab_train::checkpoint::load(ckpt)?;
-    let trained = match data.arrays.get("snf.params") {
-        Some(p) => p.len(),
-        None => match data.blobs.get("flow.safetensors") {
-            Some(b) => fab_flow::Flow::from_safetensors_bytes(b)
-                .with_context(|| format!("{}: the flow inside is unreadable", ckpt.display()))?
-                .params()
-                .len(),
-            None => bail!("{}: holds no flow", ckpt.display()),
-        },
-    };
-    let (m, v) =
-        (data.arrays.get("optimizer.m").map_or(0, Vec::len), data.arrays.get("optimizer.v").map_or(0, Vec::len));
-    if m != v {
-        bail!("{}: the optimiser moments have {m} and {v} entries", ckpt.display());
-    }
-    for name in ["optimizer.m", "optimizer.v"] {
-        let len = data.arrays.get(name).map_or(0, Vec::len);
-        if len != 0 && len != trained {
-            bail!("{}: `{name}` has {len} entries for {trained} trained parameters", ckpt.display());
-        }
-    }
-    Ok(data)
+    Ok(fab_train::checkpoint::load(ckpt)?)
 }
 
 /// The config of the run in `dir`: its `config.ron`, else the copy inside the checkpoint `data` (read from `ckpt`).

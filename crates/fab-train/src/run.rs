@@ -282,7 +282,8 @@ impl Run {
             .map_err(|e| invalid(format!("target_evaluations: {e}")))?;
         run.target.set_counts(counts);
         let flow_bytes = data.blobs.get("flow.safetensors").ok_or_else(|| invalid("missing the flow".into()))?;
-        let flow = Flow::from_safetensors_bytes(flow_bytes)?;
+        let flow = Flow::from_safetensors_bytes(flow_bytes)
+            .map_err(|e| invalid(format!("the flow inside is unreadable: {e}")))?;
         if flow.spec() != run.flow.spec() {
             return Err(invalid("stored flow architecture differs from the config's".into()).into());
         }
@@ -307,6 +308,24 @@ impl Run {
             arrays: data.arrays.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
         run.objective.restore(&state).map_err(invalid)?;
+        run.check_optimiser_moments().map_err(invalid)?;
         Ok(run)
+    }
+
+    /// The restored Adam moments must have one entry per trained parameter (the flow's, or the SNF's for the SNF
+    /// baseline), or none before the first step: a damaged checkpoint with a valid checksum would otherwise make the
+    /// optimiser panic on its first step instead of being refused.
+    fn check_optimiser_moments(&self) -> Result<(), String> {
+        let trained = self.objective.snf().map_or(self.flow.params().len(), |snf| snf.params().len());
+        let state = self.optimiser.adam.state();
+        for (name, moment) in [("optimizer.m", &state.m), ("optimizer.v", &state.v)] {
+            if !moment.is_empty() && moment.len() != trained {
+                return Err(format!("`{name}` has {} entries for {trained} trained parameters", moment.len()));
+            }
+        }
+        if state.m.len() != state.v.len() {
+            return Err(format!("the optimiser moments have {} and {} entries", state.m.len(), state.v.len()));
+        }
+        Ok(())
     }
 }

@@ -369,3 +369,22 @@ fn a_schedule_floor_outside_zero_one_is_refused_naming_the_field() {
     let err = config.check().unwrap_err();
     assert_eq!(err.field, "optimizer.schedule.final_fraction");
 }
+
+/// A checkpoint whose optimiser moments do not match the trained parameters (damaged, yet with a valid checksum) is
+/// refused with the array named, instead of making the optimiser panic on the first step after resuming.
+#[test]
+fn a_checkpoint_with_moments_of_the_wrong_length_is_refused() {
+    for method in [Method::ReverseKl, Method::Snf { n_blocks: 1, hidden: 8, n_mc_steps: 2, proposal_std: 0.25 }] {
+        let mut config = mog_config(method, 4);
+        if config.method.snf_spec(2).is_some() {
+            config.flow = FlowConfig::Custom(FlowSpec { dim: 2, base: BaseSpec::StandardNormal, layers: vec![] });
+        }
+        let mut run = Run::new(config.clone()).unwrap();
+        run.step().unwrap();
+        let mut data = run.to_checkpoint().unwrap();
+        Run::from_checkpoint(config.clone(), &data, Path::new("ok.ckpt")).unwrap();
+        data.arrays.get_mut("optimizer.m").unwrap().pop();
+        let e = Run::from_checkpoint(config, &data, Path::new("bad.ckpt")).err().expect("refused").to_string();
+        assert!(e.contains("bad.ckpt") && e.contains("`optimizer.m` has"), "{e}");
+    }
+}
