@@ -16,13 +16,14 @@ const MAGIC: &[u8; 8] = b"FABCKPT1";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckpointError {
-    /// The file system refused.
-    #[error("{path}: {source}")]
+    /// The file system refused. The I/O error is part of the message, not a `source()`, so that a reporter that
+    /// prints the error chain (anyhow's `{:#}`) does not print it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not a fab checkpoint (wrong magic bytes).
     #[error("{path}: not a fab checkpoint (bad magic bytes)")]
@@ -77,7 +78,7 @@ pub struct CheckpointData {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+    move |error| CheckpointError::Io { path: path.to_path_buf(), error }
 }
 
 /// Bytes converted per block when arrays are written or read: the file is never held in memory whole.
@@ -298,6 +299,17 @@ mod tests {
         let mut blobs = BTreeMap::new();
         blobs.insert("flow".to_string(), vec![0u8, 255, 7]);
         CheckpointData { meta: serde_json::json!({"iteration": 7, "name": "x"}), arrays, blobs }
+    }
+
+    /// A missing file is reported once, with its path: the I/O error is in the message and not repeated as a source.
+    #[test]
+    fn an_io_error_names_the_file_and_prints_its_cause_once() {
+        let path = Path::new("/nonexistent-dir/run/checkpoint.fab");
+        let e = load(path).unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("/nonexistent-dir/run/checkpoint.fab: "), "{text}");
+        assert!(text.contains("No such file"), "{text}");
+        assert!(std::error::Error::source(&e).is_none(), "the cause would be printed twice by a chain reporter");
     }
 
     #[test]
