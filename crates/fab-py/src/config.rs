@@ -3,7 +3,7 @@
 use crate::errors::value_error;
 use crate::source::DensitySource;
 use fab_train::TrainConfig;
-use fab_train::config::{Budget, FlowConfig};
+use fab_train::config::{Budget, CheckedTrainConfig, FlowConfig};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::path::Path;
@@ -63,9 +63,14 @@ fn set_flow_dim(flow: &mut FlowConfig, d: usize) {
 }
 
 /// Resolves `config` for `source`: the target comes from the density, overrides are applied, and the result is
-/// validated (a ValueError names the field). The default config's flow takes the density's dimension; a given
-/// config's flow must already match it.
-pub fn resolve(config: Option<&Bound<'_, PyAny>>, source: &DensitySource, o: &Overrides) -> PyResult<TrainConfig> {
+/// validated (a ValueError names the field); for a built-in target the checked config comes back too, so the run is
+/// built without checking again. The default config's flow takes the density's dimension; a given config's flow
+/// must already match it.
+pub fn resolve(
+    config: Option<&Bound<'_, PyAny>>,
+    source: &DensitySource,
+    o: &Overrides,
+) -> PyResult<(TrainConfig, Option<CheckedTrainConfig>)> {
     let is_default = config.is_none();
     let (text, name) = config_text(config)?;
     let mut c = parse(&text, &name)?;
@@ -93,11 +98,13 @@ pub fn resolve(config: Option<&Bound<'_, PyAny>>, source: &DensitySource, o: &Ov
     if let Some(b) = o.batch_size {
         c.batch_size = b;
     }
-    // A Python density's config is checked with the density by Run::with_target.
-    if matches!(source, DensitySource::Builtin(..)) {
-        c.clone().check().map_err(|e| value_error(format!("{name}: {e}")))?;
-    }
-    Ok(c)
+    // Checked once, here, before any run directory exists: a built-in target's config against the target it names;
+    // a Python density's config is checked with the density by Run::with_target (its dimension was compared above).
+    let checked = match source {
+        DensitySource::Builtin(..) => Some(c.clone().check().map_err(|e| value_error(format!("{name}: {e}")))?),
+        DensitySource::Python(_) => None,
+    };
+    Ok((c, checked))
 }
 
 /// A short name for run names.

@@ -15,7 +15,7 @@ use fab_core::numerics::normalized_weights;
 use fab_core::{Proposal, stream_rng};
 use fab_flow::Flow;
 use fab_train::checkpoint::CheckpointData;
-use fab_train::config::Budget;
+use fab_train::config::{Budget, CheckedTrainConfig};
 use fab_train::{Detail, IterationReport, Run, TrainConfig, TrainError, evaluate};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use numpy::PyArray1;
@@ -26,11 +26,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// A fresh run on `source` (built-in targets come from the config, a Python density is handed over).
-fn build_run(config: TrainConfig, source: &DensitySource) -> Result<Run, TrainError> {
-    match source {
-        DensitySource::Builtin(..) => Run::new(config),
-        DensitySource::Python(d) => Run::with_target(config, Box::new(d.clone())),
+/// A fresh run on `source`: from the config already checked against a built-in target, or with the Python density
+/// handed over (checked there, once).
+fn build_run(
+    config: TrainConfig,
+    checked: Option<CheckedTrainConfig>,
+    source: &DensitySource,
+) -> Result<Run, TrainError> {
+    match (checked, source) {
+        (Some(checked), _) => Run::from_checked(checked),
+        (None, DensitySource::Python(d)) => Run::with_target(config, Box::new(d.clone())),
+        (None, DensitySource::Builtin(..)) => Run::new(config),
     }
 }
 
@@ -343,9 +349,9 @@ pub fn train(
         (None, true) => return Err(value_error("resume=True needs run_dir")),
         (path, _) => {
             let overrides = Overrides { seed, iterations, batch_size };
-            let config = resolve(config, &source, &overrides)?;
+            let (config, checked) = resolve(config, &source, &overrides)?;
             let dir = path.as_deref().map(|p| RunDir::create(p, &config)).transpose()?;
-            let run = py.detach(|| in_pool(pool, || build_run(config, &source)));
+            let run = py.detach(|| in_pool(pool, || build_run(config, checked, &source)));
             if let Some(e) = source.take_error() {
                 return Err(e);
             }
