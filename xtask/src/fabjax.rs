@@ -250,6 +250,37 @@ fn markdown(rows: &[(&&Benchmark, Vec<Value>)], quick: bool) -> String {
             outs.len()
         );
     }
+    md.push_str(&per_seed(rows));
+    md
+}
+
+/// One row per seed: MAE, flow (AIS) ESS of the final evaluation, the baseline and the gradient guard's work.
+fn per_seed(rows: &[(&&Benchmark, Vec<Value>)]) -> String {
+    let mut md = String::from(
+        "\nPer seed:\n\n| target | seed | fab MAE | flow ESS (AIS ESS) % | SMC baseline MAE (its K) | steps applied / guard-skipped / guard-clipped | training s |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (b, outs) in rows {
+        for o in outs {
+            let f =
+                |path: &[&str]| path.iter().try_fold(o, |v, k| v.get(*k)).and_then(Value::as_f64).unwrap_or(f64::NAN);
+            let c = |k: &str| o["counters"][k].as_u64().unwrap_or(0);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.5} | {:.2} ({:.2}) | {:.4} ({}) | {} / {} / {} | {:.0} |",
+                b.name,
+                o["seed"],
+                f(&["fab", "mae"]),
+                f(&["flow_ess"]),
+                f(&["ais_ess"]),
+                f(&["baseline", "mae"]),
+                o["baseline_n_intermediate"],
+                c("n_steps_applied"),
+                c("n_skipped_grad_guard"),
+                c("n_clipped_grad_guard"),
+                f(&["training_wall_s"]),
+            );
+        }
+    }
     md
 }
 
