@@ -121,7 +121,7 @@ fn fabjax_options_config(iterations: u64) -> TrainConfig {
                 smc: Some(fab_ais::SmcSettings::default()),
                 ..hmc_2021()
             },
-            buffer: Some(BufferSettings { capacity: 1000, min_len: 300, n_updates: 2 }),
+            buffer: Some(BufferSettings { capacity: 1000, min_len: 300, n_updates: 2, w_adjust_clip: None }),
         },
         iterations,
     );
@@ -194,7 +194,7 @@ fn a_resumed_buffer_run_ends_bitwise_equal() {
                 transition: Transition::Hmc { n_leapfrog: 3, step_size: 1.0, adapt: StepRule::FabIclr },
                 ..hmc_2021()
             },
-            buffer: Some(BufferSettings { capacity: 1000, min_len: 300, n_updates: 2 }),
+            buffer: Some(BufferSettings { capacity: 1000, min_len: 300, n_updates: 2, w_adjust_clip: None }),
         },
         20,
     );
