@@ -73,9 +73,12 @@ pub struct Options {
 /// Entry point.
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let root = project_root();
-    let mut build = cargo();
-    build.args(["build", "--release", "-p", "fab-cli", "-p", "fab-train", "--example", "fabjax_protocol"]);
-    run_checked(build)?;
+    // Two builds: a target flag such as `--example` would restrict both packages to that target, leaving `fab` stale.
+    for args in [&["-p", "fab-cli"][..], &["-p", "fab-train", "--example", "fabjax_protocol"]] {
+        let mut build = cargo();
+        build.args(["build", "--release"]).args(args);
+        run_checked(build)?;
+    }
     let fab = root.join("target/release/fab");
     let protocol = root.join("target/release/examples/fabjax_protocol");
     let results = root.join(if opts.quick { "target/reproduce-quick" } else { "results" });
