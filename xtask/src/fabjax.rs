@@ -73,9 +73,12 @@ pub struct Options {
 /// Entry point.
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let root = project_root();
-    let mut build = cargo();
-    build.args(["build", "--release", "-p", "fab-cli", "-p", "fab-train", "--example", "fabjax_protocol"]);
-    run_checked(build)?;
+    // Two builds: a target flag such as `--example` would restrict both packages to that target, leaving `fab` stale.
+    for args in [&["-p", "fab-cli"][..], &["-p", "fab-train", "--example", "fabjax_protocol"]] {
+        let mut build = cargo();
+        build.args(["build", "--release"]).args(args);
+        run_checked(build)?;
+    }
     let fab = root.join("target/release/fab");
     let protocol = root.join("target/release/examples/fabjax_protocol");
     let results = root.join(if opts.quick { "target/reproduce-quick" } else { "results" });
@@ -249,6 +252,37 @@ fn markdown(rows: &[(&&Benchmark, Vec<Value>)], quick: bool) -> String {
             threads,
             outs.len()
         );
+    }
+    md.push_str(&per_seed(rows));
+    md
+}
+
+/// One row per seed: MAE, flow (AIS) ESS of the final evaluation, the baseline and the gradient guard's work.
+fn per_seed(rows: &[(&&Benchmark, Vec<Value>)]) -> String {
+    let mut md = String::from(
+        "\nPer seed:\n\n| target | seed | fab MAE | flow ESS (AIS ESS) % | SMC baseline MAE (its K) | steps applied / guard-skipped / guard-clipped | training s |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (b, outs) in rows {
+        for o in outs {
+            let f =
+                |path: &[&str]| path.iter().try_fold(o, |v, k| v.get(*k)).and_then(Value::as_f64).unwrap_or(f64::NAN);
+            let c = |k: &str| o["counters"][k].as_u64().unwrap_or(0);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.5} | {:.2} ({:.2}) | {:.4} ({}) | {} / {} / {} | {:.0} |",
+                b.name,
+                o["seed"],
+                f(&["fab", "mae"]),
+                f(&["flow_ess"]),
+                f(&["ais_ess"]),
+                f(&["baseline", "mae"]),
+                o["baseline_n_intermediate"],
+                c("n_steps_applied"),
+                c("n_skipped_grad_guard"),
+                c("n_clipped_grad_guard"),
+                f(&["training_wall_s"]),
+            );
+        }
     }
     md
 }

@@ -150,6 +150,8 @@ fn measure(dir: &Path, protocol: LogZProtocol) -> Res<Value> {
         "training_target_evaluations": training_evaluations,
         "training_wall_s": report["train_seconds"],
         "training_threads": report["threads"],
+        "flow_ess": report["eval"]["flow_ess"],
+        "ais_ess": report["eval"]["ais_ess"],
         "counters": run.counters(),
         "protocol": protocol,
         "fab": fab,

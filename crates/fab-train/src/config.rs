@@ -210,6 +210,10 @@ pub struct BufferSettings {
     pub min_len: usize,
     /// Gradient steps per AIS batch (each on `batch_size` points drawn without replacement).
     pub n_updates: usize,
+    /// fab-jax's `w_adjust_clip`: cap the loss weight `q_old/q` of a buffer point at this value (fab-jax: 10);
+    /// `None`: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub w_adjust_clip: Option<f64>,
 }
 
 /// Optimiser and clipping.
@@ -510,6 +514,9 @@ impl TrainConfig {
                 }
                 if b.min_len < self.batch_size {
                     bad("method.buffer.min_len", format!("must be at least batch_size ({})", self.batch_size))?;
+                }
+                if let Some(c) = b.w_adjust_clip {
+                    positive("method.buffer.w_adjust_clip", c)?;
                 }
                 Ok(())
             }

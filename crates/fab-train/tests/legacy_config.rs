@@ -52,6 +52,25 @@ fn committed_run_directories_still_read() {
     assert!(n_fab >= 4, "expected the FAB runs in results/runs, found {n_fab}");
 }
 
+/// The committed fab-jax GMM-9 runs (written by the config as it stood when they ran, in the old AIS form) read as
+/// `configs/fabjax_gmm9.ron` with their seed and budget: the shipped config is the one the table was measured with.
+#[test]
+fn the_committed_fabjax_runs_read_as_the_shipped_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shipped = TrainConfig::from_ron(&read(&format!("{root}/../../configs/fabjax_gmm9.ron"))).unwrap();
+    let runs = format!("{root}/../../results/fabjax-runs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&runs).unwrap() {
+        let path = entry.unwrap().path().join("config.ron");
+        let run =
+            TrainConfig::from_ron(&read(path.to_str().unwrap())).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let expected = TrainConfig { seed: run.seed, budget: run.budget, ..shipped.clone() };
+        assert_eq!(run, expected, "{}", path.display());
+        n += 1;
+    }
+    assert!(n >= 5, "expected the five seeds, found {n}");
+}
+
 /// The α of `method.ais` must be the one the method's loss is derived for, and the error says so.
 #[test]
 fn an_alpha_the_method_does_not_use_is_refused_by_name() {

@@ -120,7 +120,7 @@ fn fabjax_options_config(iterations: u64) -> TrainConfig {
                 smc: Some(fab_ais::SmcSettings::default()),
                 ..hmc_2021()
             },
-            buffer: Some(BufferSettings { capacity: 1000, min_len: 300, n_updates: 2 }),
+            buffer: Some(BufferSettings { capacity: 1000, min_len: 300, n_updates: 2, w_adjust_clip: None }),
         },
         iterations,
     );
@@ -195,7 +195,7 @@ fn a_resumed_buffer_run_ends_bitwise_equal() {
                 step_size_rule: StepSizeRule::Fab(FabRule::Iclr),
                 ..hmc_2021()
             },
-            buffer: Some(BufferSettings { capacity: 1000, min_len: 300, n_updates: 2 }),
+            buffer: Some(BufferSettings { capacity: 1000, min_len: 300, n_updates: 2, w_adjust_clip: None }),
         },
         20,
     );

@@ -26,15 +26,28 @@ pub fn weight_adjustment(alpha: f64, log_q_now: &[f64], log_q_old: &[f64]) -> (V
 }
 
 /// The buffer objective; owns its AIS and its buffer.
+/// fab-jax's `w_adjust_clip`: every loss weight at most `cap` (the buffer's own adjustment stays uncapped).
+fn cap_weights(w: &mut [f64], cap: Option<f64>) {
+    if let Some(cap) = cap {
+        w.iter_mut().for_each(|v| *v = v.min(cap));
+    }
+}
+
 pub(crate) struct FabBuffer {
     ais: FabAis,
     buffer: ReplayBuffer,
     n_updates: usize,
+    w_adjust_clip: Option<f64>,
 }
 
 impl FabBuffer {
     pub(crate) fn new(ais: FabAis, dim: usize, settings: &BufferSettings) -> Self {
-        Self { ais, buffer: ReplayBuffer::new(dim, settings.capacity, settings.min_len), n_updates: settings.n_updates }
+        Self {
+            ais,
+            buffer: ReplayBuffer::new(dim, settings.capacity, settings.min_len),
+            n_updates: settings.n_updates,
+            w_adjust_clip: settings.w_adjust_clip,
+        }
     }
 
     /// Fills the buffer with AIS batches (current flow) until it can be sampled.
@@ -77,7 +90,8 @@ impl Objective for FabBuffer {
             let log_q_now = ctx.flow.log_q_then_grad_params(
                 x.view(),
                 |log_q_now| {
-                    let (log_adjust, w_adj) = weight_adjustment(alpha, log_q_now, &log_q_old);
+                    let (log_adjust, mut w_adj) = weight_adjustment(alpha, log_q_now, &log_q_old);
+                    cap_weights(&mut w_adj, self.w_adjust_clip);
                     let (step_loss, coeffs) = weighted_nll(&w_adj, log_q_now);
                     (log_w_adjust, loss) = (log_adjust, step_loss);
                     coeffs
@@ -122,6 +136,18 @@ mod tests {
         let log_q_now = [-1.0, -2.5, -0.7, -2.2];
         let (_, w_adj) = weight_adjustment(2.0, &log_q_now, &log_q_old);
         assert_coefficients_match_central_differences(&|lq: &[f64]| weighted_nll(&w_adj, lq), &log_q_now);
+    }
+
+    #[test]
+    fn capped_weights_stop_at_the_cap_and_no_cap_changes_nothing() {
+        let (_, w) = weight_adjustment(2.0, &[-5.0, -1.0, -30.0], &[-1.0, -1.0, -1.0]);
+        let mut capped = w.clone();
+        super::cap_weights(&mut capped, Some(10.0));
+        assert_eq!(capped[1], 1.0);
+        assert!((w[0] - 4f64.exp()).abs() < 1e-12 && capped[0] == 10.0 && capped[2] == 10.0, "{w:?} → {capped:?}");
+        let mut uncapped = w.clone();
+        super::cap_weights(&mut uncapped, None);
+        assert_eq!(uncapped, w);
     }
 
     #[test]
