@@ -110,3 +110,15 @@ pub(crate) fn give_from_chunks(buf: Vec<f64>, n_chunks: usize) {
         give(buf);
     }
 }
+
+/// Frees every buffer pooled on this thread.
+fn clear_pool() {
+    POOL.with(|p| p.borrow_mut().clear());
+}
+
+/// Frees the buffers pooled on every thread of the current rayon pool and on this thread. Results never depend
+/// on the pools (see the module doc): this only hands memory back, e.g. before a phase with another working set.
+pub fn release_pooled_buffers() {
+    rayon::broadcast(|_| clear_pool());
+    clear_pool();
+}
