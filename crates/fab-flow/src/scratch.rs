@@ -122,3 +122,27 @@ pub fn release_pooled_buffers() {
     rayon::broadcast(|_| clear_pool());
     clear_pool();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buffers pooled on this thread.
+    fn pooled() -> usize {
+        POOL.with(|p| p.borrow().iter().map(Vec::len).sum())
+    }
+
+    #[test]
+    fn buffers_from_parallel_chunks_are_not_pooled_by_the_caller_and_release_empties_the_pool() {
+        release_pooled_buffers();
+        give_from_chunks(vec![1.0; 1000], 4);
+        assert_eq!(pooled(), 0);
+        give_from_chunks(vec![1.0; 1000], 1);
+        give(vec![2.0; 5000]);
+        assert_eq!(pooled(), 2);
+        release_pooled_buffers();
+        assert_eq!(pooled(), 0);
+        // A buffer taken after the release is a fresh zeroed one.
+        assert!(take_zeroed(1000).iter().all(|&v| v == 0.0));
+    }
+}
