@@ -7,7 +7,7 @@
 
 use crate::error::FlowError;
 use crate::layers::{BackPass, Layer, LayerTape, Pass};
-use crate::scratch::{assign_copy, copy_of, give, take_for_overwrite, take_zeroed};
+use crate::scratch::{assign_copy, copy_of, give, give_from_chunks, take_for_overwrite, take_zeroed};
 use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec};
 use fab_core::{Batch, BatchMut, BatchRef, LogDensity, Proposal, ShapeError, stream_rng, sub_seed};
 use rand::RngCore;
@@ -539,11 +539,12 @@ impl Flow {
         });
         let mut log_q = Vec::with_capacity(xs.n_rows());
         let mut gx_all = Vec::new();
+        let n_chunks = parts.len();
         for (lq, gp, gx) in parts {
             log_q.extend_from_slice(&lq);
             grad_params.iter_mut().zip(&gp).for_each(|(a, b)| *a += b);
             gx_all.extend_from_slice(&gx);
-            give(gp);
+            give_from_chunks(gp, n_chunks);
         }
         if let Some(mut gx) = grad_x {
             gx.as_mut_slice().copy_from_slice(&gx_all);
@@ -580,9 +581,10 @@ impl Flow {
             let (s, e) = (c * CHUNK_ROWS, c * CHUNK_ROWS + lq.len());
             self.backward_recorded_chunk(xs.slice_rows(s, e).as_slice(), &coeffs[s..e], &lq, tape)
         });
+        let n_chunks = grads.len();
         for g in grads {
             grad_params.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
-            give(g);
+            give_from_chunks(g, n_chunks);
         }
         log_q
     }
@@ -679,11 +681,12 @@ impl Flow {
         });
         let mut xs = Vec::with_capacity(eps.n_rows() * dim);
         let mut log_q = Vec::with_capacity(eps.n_rows());
+        let n_chunks = parts.len();
         for (x, lq, g) in parts {
             xs.extend_from_slice(&x);
             log_q.extend_from_slice(&lq);
             grad_params.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
-            give(g);
+            give_from_chunks(g, n_chunks);
         }
         (Batch::from_vec(xs, dim).expect("n × dim by construction"), log_q)
     }

@@ -32,6 +32,7 @@ pub use flow::{CHUNK_ROWS, Flow, FlowTape};
 pub use layers::LayerTape;
 pub use optim::{Adam, AdamConfig, AdamState, StepOutcome, clip_grad_norm, clip_grad_value, grad_norm};
 pub use persist::{META_ACTNORM, META_FORMAT, META_SPEC};
+pub use scratch::release_pooled_buffers;
 pub use spec::{
     Activation, BaseSpec, CouplingSpec, Direction, FlowSpec, HeadLayout, LayerSpec, ScaleMap, SplineCouplingSpec,
 };

@@ -90,6 +90,9 @@ pub fn evaluate(run: &Run, n_samples: usize, detail: Detail) -> Result<EvalRepor
     let target = run.target();
     let log_z = target.log_z();
     let flow = run.flow();
+    // Training left each thread a pool sized for its passes (the buffer objectives record every chunk of a batch at
+    // once); evaluation's passes run one chunk per thread, so it starts from empty pools rather than adding to them.
+    fab_flow::release_pooled_buffers();
 
     let (log_q, log_p) = match run.snf() {
         // The SNF's log q is that of each sample's path; its last MC layer already evaluated log p̃ there.
