@@ -364,6 +364,35 @@ impl FlowSpec {
         FlowSpec { dim, layers, base: BaseSpec::StandardNormal }
     }
 
+    /// fab-jax's RealNVP (`transform_type: real_nvp` with its default `restrict_scale_rnvp`): `n_layers ×
+    /// [affine coupling (first ⌊D/2⌋ coordinates condition the rest), affine coupling (the rest condition the first
+    /// ⌊D/2⌋), ActNorm if `act_norm`]` in sampling order, ReLU MLPs of widths `hidden` whose output splits into
+    /// scale logits then shifts, the scale bounded in (0.1, 10) by a sigmoid that is 1 at logit 0, and a fixed
+    /// `N(0, I)` base. Needs `dim ≥ 2`.
+    pub fn realnvp_fab_jax(dim: usize, n_layers: usize, hidden: Vec<usize>, act_norm: bool) -> FlowSpec {
+        let split = dim / 2;
+        let coupling = |cond: Vec<usize>, transformed: Vec<usize>| {
+            LayerSpec::Coupling(CouplingSpec {
+                cond,
+                transformed,
+                hidden: hidden.clone(),
+                activation: Activation::Relu,
+                scale_map: ScaleMap::BoundedSigmoid { low: 0.1, high: 10.0 },
+                head_layout: HeadLayout::ScaleThenShift,
+                affine_direction: Direction::Sampling,
+            })
+        };
+        let mut layers = Vec::with_capacity(3 * n_layers);
+        for _ in 0..n_layers {
+            layers.push(coupling((0..split).collect(), (split..dim).collect()));
+            layers.push(coupling((split..dim).collect(), (0..split).collect()));
+            if act_norm {
+                layers.push(LayerSpec::ActNorm);
+            }
+        }
+        FlowSpec { dim, layers, base: BaseSpec::StandardNormal }
+    }
+
     /// fab-jax's GMM flow (`experiments/config/gmm_v1.yaml`): spline flow in 2-D, 8 layers, MLP [128, 128],
     /// range ±10, 8 bins (its default `spline_num_bins`), ActNorm.
     pub fn gmm_fab_jax() -> FlowSpec {

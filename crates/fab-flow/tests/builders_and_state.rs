@@ -276,6 +276,26 @@ fn fab_jax_spline_flow_follows_its_config_and_starts_as_the_identity() {
 }
 
 #[test]
+fn fab_jax_realnvp_has_fab_jaxs_parameter_counts_and_starts_as_the_identity() {
+    // PEERS.md counted fab-jax's flows: Many Well 32 365,056 parameters, funnel (10-D) 297,120, both without ActNorm.
+    let n =
+        |dim, act_norm| Flow::new(&FlowSpec::realnvp_fab_jax(dim, 8, vec![128, 128], act_norm), 0).unwrap().n_params();
+    assert_eq!((n(32, false), n(10, false)), (365_056, 297_120));
+    assert_eq!(n(10, true), 297_120 + 8 * 2 * 10, "an ActNorm adds a scale and a shift per coordinate");
+    let s = FlowSpec::realnvp_fab_jax(4, 2, vec![8], false);
+    let LayerSpec::Coupling(a) = &s.layers[0] else { panic!("a layer starts with a coupling") };
+    let LayerSpec::Coupling(b) = &s.layers[1] else { panic!("then the swapped coupling") };
+    assert_eq!((a.cond.clone(), b.cond.clone()), (vec![0, 1], vec![2, 3]));
+    assert_eq!(a.scale_map, fab_flow::ScaleMap::BoundedSigmoid { low: 0.1, high: 10.0 });
+    let f = Flow::new(&s, 3).unwrap();
+    let xs = Batch::from_vec(vec![0.3, -1.2, 2.0, -0.5, 5.0, 4.0, -3.0, 0.1], 4).unwrap();
+    for (x, lq) in xs.rows().zip(f.log_q(xs.view())) {
+        let want = -0.5 * x.iter().map(|v| v * v).sum::<f64>() - 2.0 * (2.0 * std::f64::consts::PI).ln();
+        assert!((lq - want).abs() < 1e-9, "{x:?}: log q {lq} vs N(0, I) {want}");
+    }
+}
+
+#[test]
 fn spline_specs_round_trip_through_serde_and_invalid_ones_are_refused() {
     let s = FlowSpec::spline_fab_jax(3, 2, vec![6], 4.0, 5);
     let json = serde_json::to_string(&s).unwrap();

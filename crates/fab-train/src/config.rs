@@ -96,6 +96,18 @@ pub enum FlowConfig {
         /// Bins per spline.
         n_bins: usize,
     },
+    /// fab-jax's RealNVP ([`FlowSpec::realnvp_fab_jax`]): `n_layers ×` two affine couplings with scales bounded
+    /// in (0.1, 10), ActNorm if `act_norm`.
+    RealNvpFabJax {
+        /// Dimension.
+        dim: usize,
+        /// Number of layers (two couplings each).
+        n_layers: usize,
+        /// Hidden widths of each conditioner.
+        hidden: Vec<usize>,
+        /// An ActNorm after each layer's couplings.
+        act_norm: bool,
+    },
     /// Any architecture fab-flow can build.
     Custom(FlowSpec),
 }
@@ -110,6 +122,9 @@ impl FlowConfig {
             Self::RealNvpIclr { dim, n_layers, width } => FlowSpec::realnvp_iclr(*dim, *n_layers, *width),
             Self::SplineFabJax { dim, n_layers, hidden, bound, n_bins } => {
                 FlowSpec::spline_fab_jax(*dim, *n_layers, hidden.clone(), *bound, *n_bins)
+            }
+            Self::RealNvpFabJax { dim, n_layers, hidden, act_norm } => {
+                FlowSpec::realnvp_fab_jax(*dim, *n_layers, hidden.clone(), *act_norm)
             }
             Self::Custom(spec) => spec.clone(),
         }
@@ -440,7 +455,8 @@ impl TrainConfig {
             FlowConfig::RealNvpIclr { dim, n_layers, width } => {
                 check_flow_preset("flow.n_layers", *dim, *n_layers, *width)?
             }
-            FlowConfig::SplineFabJax { dim, n_layers, hidden, .. } => {
+            FlowConfig::SplineFabJax { dim, n_layers, hidden, .. }
+            | FlowConfig::RealNvpFabJax { dim, n_layers, hidden, .. } => {
                 check_flow_preset("flow.n_layers", *dim, *n_layers, hidden.iter().copied().max().unwrap_or(0))?
             }
             FlowConfig::Custom(spec) => check_at_most("flow.dim", spec.dim, MAX_DIM)?,
