@@ -367,9 +367,17 @@ fn at_least_one(field: &str, v: usize) -> Result<(), ConfigError> {
 
 impl TrainConfig {
     /// Parses RON config text without checking its values. Text in the format written before 2026-12-02 (fab-train's
-    /// short AIS vocabulary, [`crate::legacy_config`]) is read too; an error is the current format's, with its span.
+    /// short AIS vocabulary, [`crate::legacy_config`]) is read too; if neither format reads, the error (with its
+    /// span) is that of the format that read further.
     pub fn from_ron(text: &str) -> Result<Self, ron::error::SpannedError> {
-        ron::Options::default().from_str::<Self>(text).or_else(|e| crate::legacy_config::from_ron(text).ok_or(e))
+        ron::Options::default().from_str::<Self>(text).or_else(|current| {
+            // When neither format reads, the one that got further is the file's format, so its error is the
+            // user's mistake (an old file with a typo is told about the typo, not about the new AIS fields).
+            crate::legacy_config::from_ron(text).map_err(|old| {
+                let (c, o) = (current.span.start, old.span.start);
+                if (o.line, o.col) > (c.line, c.col) { old } else { current }
+            })
+        })
     }
 
     /// Reads the JSON copy of a config that checkpoints store (old format included, as [`TrainConfig::from_ron`]).

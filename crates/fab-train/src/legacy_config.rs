@@ -126,9 +126,9 @@ impl From<LegacyTrainConfig> for TrainConfig {
     }
 }
 
-/// The config in RON `text` if it is in the old format.
-pub(crate) fn from_ron(text: &str) -> Option<TrainConfig> {
-    ron::Options::default().from_str::<LegacyTrainConfig>(text).ok().map(TrainConfig::from)
+/// The config in RON `text` read in the old format (the error is the old format's).
+pub(crate) fn from_ron(text: &str) -> Result<TrainConfig, ron::error::SpannedError> {
+    ron::Options::default().from_str::<LegacyTrainConfig>(text).map(TrainConfig::from)
 }
 
 /// The config in the JSON `value` (a checkpoint's copy) if it is in the old format.

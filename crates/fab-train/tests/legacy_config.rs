@@ -71,6 +71,19 @@ fn the_committed_fabjax_runs_read_as_the_shipped_config() {
     assert!(n >= 5, "expected the five seeds, found {n}");
 }
 
+/// A typo in an old-format file is reported as the typo (the old format read further than the current one), and a
+/// typo in a current-format file as its own.
+#[test]
+fn a_typo_is_reported_in_the_format_of_the_file() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let old = read(&format!("{root}/tests/data/legacy_configs/mog_fab_2021.ron")).replace("batch_size:", "bach_size:");
+    let e = TrainConfig::from_ron(&old).unwrap_err().to_string();
+    assert!(e.contains("bach_size"), "{e}");
+    let new = read(&format!("{root}/../../configs/mog_fab_2021.ron")).replace("n_leapfrog:", "n_leapfrogs:");
+    let e = TrainConfig::from_ron(&new).unwrap_err().to_string();
+    assert!(e.contains("n_leapfrogs"), "{e}");
+}
+
 /// The α of `method.ais` must be the one the method's loss is derived for, and the error says so.
 #[test]
 fn an_alpha_the_method_does_not_use_is_refused_by_name() {
