@@ -109,14 +109,7 @@ impl Coupling {
     }
 
     fn gather_cond(&self, n: usize, input: &[f64]) -> Vec<f64> {
-        let d = self.cond.len();
-        let mut hc = take_for_overwrite(n * d);
-        for (row_in, row_c) in input.chunks_exact(self.dim).zip(hc.chunks_exact_mut(d)) {
-            for (c, &j) in row_c.iter_mut().zip(&self.cond) {
-                *c = row_in[j];
-            }
-        }
-        hc
+        super::gather_columns(n, self.dim, &self.cond, input)
     }
 
     /// Applies the affine maps given the conditioner output `head`; `record(i·k + j, σ, dℓ/ds)` sees every
@@ -181,7 +174,7 @@ impl FlowLayer for Coupling {
 
     fn backward(&self, back: BackPass<'_>, tape: &CouplingTape) {
         let BackPass { p, dir, n, g_out, g_ld, g_in, g_params } = back;
-        let (d, k, dim) = (self.cond.len(), self.transformed.len(), self.dim);
+        let (k, dim) = (self.transformed.len(), self.dim);
         let kind = affine_kind(dir, self.affine_direction);
         g_in.copy_from_slice(g_out);
         // Every element is written below (the scale and shift positions of a head row are a partition of it).
@@ -206,12 +199,7 @@ impl FlowLayer for Coupling {
             }
         }
         let g_cond = self.mlp.backward(p, n, &tape.hidden, g_head, g_params);
-        for i in 0..n {
-            for (c, &col) in self.cond.iter().enumerate() {
-                g_in[i * dim + col] += g_cond[i * d + c];
-            }
-        }
-        give(g_cond);
+        super::add_column_gradient(n, dim, &self.cond, g_cond, g_in);
     }
 
     fn param_tensors(&self) -> Vec<(String, Vec<usize>, usize)> {

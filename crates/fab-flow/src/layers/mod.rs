@@ -248,3 +248,28 @@ impl Layer {
         }
     }
 }
+
+/// The conditioning columns `cols` of the `n` rows of `input` (row length `dim`), row-major `n × cols.len()`: the
+/// conditioner input of both coupling layers.
+fn gather_columns(n: usize, dim: usize, cols: &[usize], input: &[f64]) -> Vec<f64> {
+    let d = cols.len();
+    let mut hc = crate::scratch::take_for_overwrite(n * d);
+    for (row_in, row_c) in input.chunks_exact(dim).zip(hc.chunks_exact_mut(d)) {
+        for (c, &j) in row_c.iter_mut().zip(cols) {
+            *c = row_in[j];
+        }
+    }
+    hc
+}
+
+/// Adds the conditioner's input gradient `g_cond` (`n × cols.len()`) into columns `cols` of `g_in` (row length
+/// `dim`), then returns `g_cond` to the scratch pool: the inverse of [`gather_columns`] in the backward pass.
+fn add_column_gradient(n: usize, dim: usize, cols: &[usize], g_cond: Vec<f64>, g_in: &mut [f64]) {
+    let d = cols.len();
+    for i in 0..n {
+        for (c, &col) in cols.iter().enumerate() {
+            g_in[i * dim + col] += g_cond[i * d + c];
+        }
+    }
+    give(g_cond);
+}

@@ -130,14 +130,7 @@ impl SplineCoupling {
     }
 
     fn gather_cond(&self, n: usize, input: &[f64]) -> Vec<f64> {
-        let d = self.cond.len();
-        let mut hc = take_for_overwrite(n * d);
-        for (row_in, row_c) in input.chunks_exact(self.dim).zip(hc.chunks_exact_mut(d)) {
-            for (c, &j) in row_c.iter_mut().zip(&self.cond) {
-                *c = row_in[j];
-            }
-        }
-        hc
+        super::gather_columns(n, self.dim, &self.cond, input)
     }
 
     /// `out = min + (2B − K·min)·softmax(u)`; `probs` receives the softmax.
@@ -315,7 +308,7 @@ impl FlowLayer for SplineCoupling {
 
     fn backward(&self, back: BackPass<'_>, tape: &SplineTape) {
         let BackPass { p, dir, n, g_out, g_ld, g_in, g_params } = back;
-        let (d, k, dim, nr) = (self.cond.len(), self.transformed.len(), self.dim, self.n_raw());
+        let (k, dim, nr) = (self.transformed.len(), self.dim, self.n_raw());
         let forward = dir == self.spline_direction;
         // The spline's own input x is the layer input when applied forwards and the layer output otherwise.
         let x_of = if forward { &tape.input } else { &tape.output };
@@ -348,12 +341,7 @@ impl FlowLayer for SplineCoupling {
             }
         }
         let g_cond = self.mlp.backward(p, n, &tape.hidden, g_head, g_params);
-        for i in 0..n {
-            for (c, &col) in self.cond.iter().enumerate() {
-                g_in[i * dim + col] += g_cond[i * d + c];
-            }
-        }
-        give(g_cond);
+        super::add_column_gradient(n, dim, &self.cond, g_cond, g_in);
     }
 
     fn param_tensors(&self) -> Vec<(String, Vec<usize>, usize)> {
