@@ -20,7 +20,11 @@ use std::collections::VecDeque;
 pub struct GradGuardConfig {
     /// Norms in the running window (fab-jax: 100).
     pub window: usize,
-    /// Skip a step whose norm exceeds this multiple of the median (fab-jax: 10).
+    /// Skip a step whose norm exceeds this multiple of the median (fab-jax: 10); `inf` never skips, so the rule
+    /// only clips. Skipping can starve the flow of exactly the points it must learn: on the funnel, buffer points
+    /// in the flow's far tails give huge gradients, the guard skipped a quarter of all steps, and the same points
+    /// came back (their weights stay large) — clipping them instead trained stably (`configs/fabjax_funnel.ron`).
+    #[serde(with = "factor_or_inf")]
     pub ignore_factor: f64,
     /// Clip the norm of an applied step to this multiple of the median (fab-jax: 2).
     pub clip_factor: f64,
@@ -32,6 +36,32 @@ impl Default for GradGuardConfig {
     /// fab-jax's factors, active after 10 norms.
     fn default() -> Self {
         Self { window: 100, ignore_factor: 10.0, clip_factor: 2.0, min_history: 10 }
+    }
+}
+
+/// `ignore_factor` on disk: a number, or `inf` written as the string `"inf"`, because checkpoints and reports
+/// hold the config as JSON, which has no infinity (serde_json would write `null` and could not read it back).
+/// Reads a number (RON's `inf` included) or the strings `"inf"` / `"infinity"`.
+mod factor_or_inf {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if *x == f64::INFINITY { s.serialize_str("inf") } else { s.serialize_f64(*x) }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrWord {
+        Number(f64),
+        Word(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match NumberOrWord::deserialize(d)? {
+            NumberOrWord::Number(x) => Ok(x),
+            NumberOrWord::Word(w) if matches!(w.as_str(), "inf" | "infinity") => Ok(f64::INFINITY),
+            NumberOrWord::Word(w) => Err(D::Error::custom(format!("expected a number or \"inf\", got \"{w}\""))),
+        }
     }
 }
 
@@ -61,10 +91,14 @@ impl GradGuardConfig {
         if !(self.clip_factor.is_finite() && self.clip_factor > 0.0) {
             return refuse("clip_factor", format!("must be positive and finite, got {}", self.clip_factor));
         }
-        if !(self.ignore_factor.is_finite() && self.ignore_factor >= self.clip_factor) {
+        // `inf` is allowed (never skip); NaN fails the comparison.
+        if self.ignore_factor.is_nan() || self.ignore_factor < self.clip_factor {
             return refuse(
                 "ignore_factor",
-                format!("must be finite and at least clip_factor = {}, got {}", self.clip_factor, self.ignore_factor),
+                format!(
+                    "must be at least clip_factor = {} (inf: never skip), got {}",
+                    self.clip_factor, self.ignore_factor
+                ),
             );
         }
         Ok(())
@@ -216,6 +250,32 @@ mod tests {
         g.decide(f64::NAN);
         assert_eq!(g.median(), Some(100.0));
         assert_eq!(g.n_skipped(), 3);
+    }
+
+    #[test]
+    fn an_infinite_ignore_factor_clips_but_never_skips() {
+        let config: GradGuardConfig =
+            ron::from_str("(window: 5, ignore_factor: inf, clip_factor: 2.0, min_history: 1)").unwrap();
+        assert_eq!(config.ignore_factor, f64::INFINITY);
+        let mut g = GradGuard::new(config).unwrap();
+        for n in [1.0, 1.0, 1.0] {
+            g.decide(n);
+        }
+        assert_eq!(g.decide(1e300), GuardDecision::Apply { scale: 2.0 / 1e300 }, "clipped to two medians");
+        assert_eq!(g.decide(f64::NAN), GuardDecision::Skip, "a non-finite norm is still skipped");
+        assert_eq!((g.n_skipped(), g.n_clipped()), (1, 1));
+        // JSON (checkpoints, reports) has no infinity: it round-trips as the string "inf".
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains(r#""ignore_factor":"inf""#), "{json}");
+        assert_eq!(serde_json::from_str::<GradGuardConfig>(&json).unwrap(), config);
+        let finite = GradGuardConfig::default();
+        assert_eq!(serde_json::from_str::<GradGuardConfig>(&serde_json::to_string(&finite).unwrap()).unwrap(), finite);
+        assert!(
+            ron::from_str::<GradGuardConfig>(r#"(window: 5, ignore_factor: "big", clip_factor: 2.0, min_history: 1)"#)
+                .is_err()
+        );
+        let nan = GradGuardConfig { ignore_factor: f64::NAN, ..GradGuardConfig::default() };
+        assert_eq!(GradGuard::new(nan).unwrap_err().field, "ignore_factor");
     }
 
     #[test]
