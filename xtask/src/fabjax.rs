@@ -85,8 +85,13 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let runs_dir = results.join("fabjax-runs");
     std::fs::create_dir_all(&runs_dir)?;
     let tools = Tools { fab, protocol };
-    let selected: Vec<&Benchmark> =
-        BENCHMARKS.iter().filter(|b| opts.only.as_deref().is_none_or(|o| o == "fabjax" || o == b.name)).collect();
+    // `--only` takes one name or a comma-separated list (e.g. `fabjax_gmm9,fabjax_funnel`): the section written
+    // holds the rows of the selected benchmarks only.
+    let wanted: Option<Vec<&str>> = opts.only.as_deref().map(|o| o.split(',').map(str::trim).collect());
+    let selected: Vec<&Benchmark> = BENCHMARKS
+        .iter()
+        .filter(|b| wanted.as_ref().is_none_or(|w| w.iter().any(|o| *o == "fabjax" || *o == b.name)))
+        .collect();
     if selected.is_empty() {
         let names: Vec<&str> = BENCHMARKS.iter().map(|b| b.name).collect();
         bail!("no benchmark named {:?}; known: fabjax, {}", opts.only.unwrap_or_default(), names.join(", "));

@@ -29,7 +29,7 @@ enum Task {
         #[arg(long)]
         quick: bool,
         /// Run only this experiment (e.g. mog_fab_2021), or `fabjax` (or one of `fabjax_gmm9`, `fabjax_funnel`,
-        /// `fabjax_many_well32`) for fab-jax's log Z benchmark.
+        /// `fabjax_many_well32`, or a comma-separated list of them) for fab-jax's log Z benchmark.
         #[arg(long)]
         only: Option<String>,
         /// Threads for the fab binary.

@@ -140,12 +140,16 @@ pub fn load_run(path: &Path) -> anyhow::Result<Run> {
 }
 
 /// Reads a checkpoint (its checksum verified); `Run::from_checkpoint` checks its content against the config.
-fn load_checkpoint(ckpt: &Path) -> anyhow::Result<fab_train::checkpoint::CheckpointData> {
+fn load_checkpoint(ckpt: &Path) -> anyhow::Result<fab_train::checkpoint::CheckpointData<'static>> {
     Ok(fab_train::checkpoint::load(ckpt)?)
 }
 
 /// The config of the run in `dir`: its `config.ron`, else the copy inside the checkpoint `data` (read from `ckpt`).
-fn run_config(dir: &Path, data: &fab_train::checkpoint::CheckpointData, ckpt: &Path) -> anyhow::Result<TrainConfig> {
+fn run_config(
+    dir: &Path,
+    data: &fab_train::checkpoint::CheckpointData<'_>,
+    ckpt: &Path,
+) -> anyhow::Result<TrainConfig> {
     match std::fs::read_to_string(dir.join(CONFIG_FILE)) {
         Ok(text) => config_file::parse_unchecked(&text, &dir.join(CONFIG_FILE).display().to_string()),
         Err(_) => TrainConfig::from_json(&data.meta["config"])
@@ -177,7 +181,8 @@ fn run_from_flow_file(dir: &Path) -> anyhow::Result<Run> {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["iterations"].as_u64())
         .unwrap_or(0);
-    let mut data = Run::new(config.clone())?.to_checkpoint()?;
+    let fresh = Run::new(config.clone())?;
+    let mut data = fresh.to_checkpoint()?;
     data.blobs.insert("flow.safetensors".into(), bytes);
     data.meta["iteration"] = iteration.into();
     if config.method.label().starts_with("FAB") {

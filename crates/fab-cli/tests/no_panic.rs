@@ -165,7 +165,7 @@ fn mutated_checkpoint() -> impl Strategy<Value = Vec<u8>> {
             let mut d = data.clone();
             match op {
                 0 => d.meta[key.as_str()] = value,
-                1 => d.arrays.get_mut(&array).unwrap().truncate(keep),
+                1 => d.arrays.get_mut(&array).unwrap().to_mut().truncate(keep),
                 _ => {
                     let blob = d.blobs.get_mut("flow.safetensors").unwrap();
                     let n = blob.len();

@@ -386,7 +386,7 @@ fn train_loop(
     let mut history = Vec::new();
     while !run.is_done() {
         // Python densities can raise mid-iteration: keep the state to roll back to.
-        let snapshot = if may_fail { Some(run.to_checkpoint().map_err(train_error)?) } else { None };
+        let snapshot = if may_fail { Some(run.to_checkpoint().map_err(train_error)?.into_owned()) } else { None };
         let stepped = py.detach(|| in_pool(pool, || run.step()));
         let failure = match (source.take_error(), stepped) {
             (Some(e), _) => Some(e),

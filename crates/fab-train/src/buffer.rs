@@ -110,13 +110,14 @@ impl ReplayBuffer {
         }
     }
 
-    /// The arrays (`x`, `log_w`, `log_q_old`) of the filled slots, for checkpoints. Only those: the storage is
-    /// allocated zeroed, so its empty slots take no memory until filled, and a copy of them would.
-    pub fn arrays(&self) -> Vec<(&'static str, Vec<f64>)> {
-        vec![
-            ("x", self.x[..self.len * self.dim].to_vec()),
-            ("log_w", self.log_w[..self.len].to_vec()),
-            ("log_q_old", self.log_q_old[..self.len].to_vec()),
+    /// The arrays (`x`, `log_w`, `log_q_old`) of the filled slots, for checkpoints, borrowed: a checkpoint is
+    /// written from them without a copy. Only the filled slots: the storage is allocated zeroed, so its empty slots
+    /// take no memory until filled.
+    pub fn arrays(&self) -> [(&'static str, &[f64]); 3] {
+        [
+            ("x", &self.x[..self.len * self.dim]),
+            ("log_w", &self.log_w[..self.len]),
+            ("log_q_old", &self.log_q_old[..self.len]),
         ]
     }
 
@@ -303,8 +304,11 @@ mod tests {
     #[test]
     fn restore_gives_back_the_same_buffer_and_refuses_other_shapes() {
         let b = filled(&[0.5, -1.0, 2.0]);
-        let arrays =
-            b.arrays().into_iter().map(|(k, v)| (k.to_string(), v)).collect::<std::collections::BTreeMap<_, _>>();
+        let arrays = b
+            .arrays()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect::<std::collections::BTreeMap<_, _>>();
         let mut c = ReplayBuffer::new(1, 3, 1);
         c.restore(b.scalars(), arrays.clone()).unwrap();
         assert_eq!(c, b);
@@ -317,7 +321,7 @@ mod tests {
         let mut b = ReplayBuffer::new(2, 5, 1);
         b.add(BatchRef::new(&[1.0, 2.0, 3.0, 4.0], 2), &[0.5, -1.0], &[-3.0, -4.0]);
         let arrays: std::collections::BTreeMap<String, Vec<f64>> =
-            b.arrays().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            b.arrays().into_iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
         assert_eq!(arrays["x"], vec![1.0, 2.0, 3.0, 4.0]);
         assert_eq!((arrays["log_w"].len(), arrays["log_q_old"].len()), (2, 2));
         let mut c = ReplayBuffer::new(2, 5, 1);

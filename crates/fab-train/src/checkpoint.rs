@@ -5,6 +5,7 @@
 //! target, so a run killed mid-write leaves the previous checkpoint intact.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -67,14 +68,27 @@ struct Header {
 }
 
 /// The content of a checkpoint: JSON metadata plus named arrays.
+///
+/// The arrays may borrow from the state they describe ([`crate::Run::to_checkpoint`] borrows the replay buffer and
+/// the optimiser moments, so writing a checkpoint needs no copy of them: the buffer of a large run is tens of MB);
+/// content read from a file owns its arrays (`CheckpointData<'static>`).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct CheckpointData {
+pub struct CheckpointData<'a> {
     /// Small state (iteration, optimiser scalars, configs) as JSON.
     pub meta: serde_json::Value,
     /// Large state (parameters, moments, buffer) by name.
-    pub arrays: BTreeMap<String, Vec<f64>>,
+    pub arrays: BTreeMap<String, Cow<'a, [f64]>>,
     /// Opaque byte blobs by name (e.g. the flow as safetensors).
     pub blobs: BTreeMap<String, Vec<u8>>,
+}
+
+impl CheckpointData<'_> {
+    /// The same content owning its arrays (a copy of those that were borrowed), e.g. to keep a snapshot while the
+    /// state it borrowed from changes.
+    pub fn into_owned(self) -> CheckpointData<'static> {
+        let arrays = self.arrays.into_iter().map(|(k, v)| (k, Cow::Owned(v.into_owned()))).collect();
+        CheckpointData { meta: self.meta, arrays, blobs: self.blobs }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
@@ -85,8 +99,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
 const BLOCK_FLOATS: usize = 8192;
 
 /// Serialises `data` to bytes in the checkpoint layout (what [`save`] streams to its file).
-pub fn encode(data: &CheckpointData) -> Vec<u8> {
-    let n_floats: usize = data.arrays.values().map(Vec::len).sum();
+pub fn encode(data: &CheckpointData<'_>) -> Vec<u8> {
+    let n_floats: usize = data.arrays.values().map(|v| v.len()).sum();
     let n_blob_bytes: usize = data.blobs.values().map(Vec::len).sum();
     let mut bytes = Vec::with_capacity(8 + 8 + 1024 + 8 * n_floats + n_blob_bytes + 4);
     write_to(data, &mut bytes).expect("writing to a Vec cannot fail");
@@ -95,7 +109,7 @@ pub fn encode(data: &CheckpointData) -> Vec<u8> {
 
 /// Writes `data` in the checkpoint layout to `out`, converting the arrays block by block and computing the CRC on
 /// the way: the bytes of [`encode`], without a copy of the content in memory.
-pub fn write_to(data: &CheckpointData, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn write_to(data: &CheckpointData<'_>, out: &mut dyn Write) -> std::io::Result<()> {
     let header = Header {
         meta: sorted_keys(&data.meta),
         arrays: data.arrays.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
@@ -152,7 +166,7 @@ fn sorted_keys(value: &serde_json::Value) -> serde_json::Value {
 }
 
 /// Parses checkpoint bytes; `path` is only used in error messages.
-pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointData, CheckpointError> {
+pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointData<'static>, CheckpointError> {
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err(CheckpointError::BadMagic { path: path.to_path_buf() });
     }
@@ -174,7 +188,7 @@ fn truncated(path: &Path, what: &str) -> CheckpointError {
 
 /// Parses the checksummed body after the magic bytes, `len` bytes long, from `body`. Every length in the header is
 /// checked against what is left before anything is allocated for it.
-fn parse_body(body: &mut dyn Read, len: u64, path: &Path) -> Result<CheckpointData, CheckpointError> {
+fn parse_body(body: &mut dyn Read, len: u64, path: &Path) -> Result<CheckpointData<'static>, CheckpointError> {
     let io = |e| io_err(path)(e);
     let mut left = len;
     let mut take = |n: u64, what: &dyn Fn() -> String| -> Result<(), CheckpointError> {
@@ -201,7 +215,7 @@ fn parse_body(body: &mut dyn Read, len: u64, path: &Path) -> Result<CheckpointDa
             body.read_exact(bytes).map_err(io)?;
             v.extend(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))));
         }
-        arrays.insert(name, v);
+        arrays.insert(name, Cow::Owned(v));
     }
     let mut blobs = BTreeMap::new();
     for (name, n) in header.blobs {
@@ -247,12 +261,12 @@ fn write_atomic_with(
 }
 
 /// Atomically writes a checkpoint, streaming it to the file ([`write_to`]).
-pub fn save(path: &Path, data: &CheckpointData) -> Result<(), CheckpointError> {
+pub fn save(path: &Path, data: &CheckpointData<'_>) -> Result<(), CheckpointError> {
     write_atomic_with(path, &mut |out| write_to(data, out))
 }
 
 /// Reads and verifies a checkpoint: one pass checks the CRC, a second parses, neither holding the file in memory.
-pub fn load(path: &Path) -> Result<CheckpointData, CheckpointError> {
+pub fn load(path: &Path) -> Result<CheckpointData<'static>, CheckpointError> {
     let mut file = fs::File::open(path).map_err(io_err(path))?;
     let len = file.metadata().map_err(io_err(path))?.len();
     let mut magic = [0u8; 8];
@@ -292,10 +306,10 @@ fn checksums(file: &mut fs::File, body_len: u64) -> std::io::Result<(u32, u32)> 
 mod tests {
     use super::*;
 
-    fn sample() -> CheckpointData {
+    fn sample() -> CheckpointData<'static> {
         let mut arrays = BTreeMap::new();
-        arrays.insert("params".to_string(), vec![1.5, -0.0, f64::MIN_POSITIVE, 1e300, f64::NEG_INFINITY]);
-        arrays.insert("empty".to_string(), vec![]);
+        arrays.insert("params".to_string(), vec![1.5, -0.0, f64::MIN_POSITIVE, 1e300, f64::NEG_INFINITY].into());
+        arrays.insert("empty".to_string(), vec![].into());
         let mut blobs = BTreeMap::new();
         blobs.insert("flow".to_string(), vec![0u8, 255, 7]);
         CheckpointData { meta: serde_json::json!({"iteration": 7, "name": "x"}), arrays, blobs }
@@ -353,10 +367,10 @@ mod tests {
     }
 
     /// Content whose arrays span several conversion blocks, with a partial last block.
-    fn large() -> CheckpointData {
+    fn large() -> CheckpointData<'static> {
         let mut data = sample();
         let big: Vec<f64> = (0..2 * BLOCK_FLOATS + 5).map(|i| (i as f64).sin() * 1e3).collect();
-        data.arrays.insert("big".to_string(), big);
+        data.arrays.insert("big".to_string(), big.into());
         data
     }
 

@@ -15,6 +15,7 @@ use fab_ais::{Ais, AisOutput};
 use fab_core::{Counted, EvalCounts, stream_rng, sub_seed};
 use fab_flow::{Adam, AdamConfig, AdamState, Flow};
 use fab_targets::Target;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -195,13 +196,13 @@ impl Run {
     }
 
     /// Everything needed to continue this run, as checkpoint content.
-    pub fn to_checkpoint(&self) -> Result<CheckpointData, TrainError> {
+    pub fn to_checkpoint(&self) -> Result<CheckpointData<'_>, TrainError> {
         let mut state = ObjectiveState::default();
         self.objective.save(&mut state);
         let opt = self.optimiser.adam.state();
         let mut arrays = state.arrays;
-        arrays.insert("optimizer.m".to_string(), opt.m.clone());
-        arrays.insert("optimizer.v".to_string(), opt.v.clone());
+        arrays.insert("optimizer.m".to_string(), Cow::Borrowed(&opt.m));
+        arrays.insert("optimizer.v".to_string(), Cow::Borrowed(&opt.v));
         let mut blobs = BTreeMap::new();
         blobs.insert("flow.safetensors".to_string(), self.flow.to_safetensors_bytes()?);
         let mut meta = serde_json::json!({
@@ -288,8 +289,9 @@ impl Run {
             return Err(invalid("stored flow architecture differs from the config's".into()).into());
         }
         run.flow = flow;
-        let array =
-            |name: &str| data.arrays.get(name).cloned().ok_or_else(|| invalid(format!("missing array `{name}`")));
+        let array = |name: &str| {
+            data.arrays.get(name).map(|v| v.to_vec()).ok_or_else(|| invalid(format!("missing array `{name}`")))
+        };
         let opt = field("optimizer")?;
         let adam = AdamState {
             m: array("optimizer.m")?,
@@ -305,7 +307,7 @@ impl Run {
         }
         let state = ObjectiveState {
             meta: meta.as_object().cloned().unwrap_or_default(),
-            arrays: data.arrays.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            arrays: data.arrays.iter().map(|(k, v)| (k.clone(), Cow::Borrowed(&**v))).collect(),
         };
         run.objective.restore(&state).map_err(invalid)?;
         run.check_optimiser_moments().map_err(invalid)?;

@@ -383,7 +383,7 @@ fn a_checkpoint_with_moments_of_the_wrong_length_is_refused() {
         run.step().unwrap();
         let mut data = run.to_checkpoint().unwrap();
         Run::from_checkpoint(config.clone(), &data, Path::new("ok.ckpt")).unwrap();
-        data.arrays.get_mut("optimizer.m").unwrap().pop();
+        data.arrays.get_mut("optimizer.m").unwrap().to_mut().pop();
         let e = Run::from_checkpoint(config, &data, Path::new("bad.ckpt")).err().expect("refused").to_string();
         assert!(e.contains("bad.ckpt") && e.contains("`optimizer.m` has"), "{e}");
     }

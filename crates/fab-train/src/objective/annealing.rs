@@ -43,7 +43,7 @@ impl FabAis {
 
     /// Writes the checkpointed state under `ais`: `{"adaptation": …}` (checkpoints before issue 11 also stored the
     /// method beside it).
-    pub(crate) fn save(&self, state: &mut ObjectiveState) {
+    pub(crate) fn save<'a>(&'a self, state: &mut ObjectiveState<'a>) {
         state.meta.insert(STATE_KEY.into(), serde_json::json!({ "adaptation": self.ais.adaptation() }));
     }
 

@@ -52,7 +52,7 @@ impl Objective for Fab2021 {
         let grad_norm = ctx.step_flow(loss, &mut grad);
         Ok(ais_report(IterationReport::of_step(loss, grad_norm, 0.0), &batch))
     }
-    fn save(&self, state: &mut ObjectiveState) {
+    fn save<'a>(&'a self, state: &mut ObjectiveState<'a>) {
         self.ais.save(state);
     }
     fn restore(&mut self, state: &ObjectiveState) -> Result<(), String> {

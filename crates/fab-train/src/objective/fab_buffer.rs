@@ -103,11 +103,11 @@ impl Objective for FabBuffer {
         }
         Ok(ais_report(IterationReport::of_step(loss, grad_norm, 0.0), &batch))
     }
-    fn save(&self, state: &mut ObjectiveState) {
+    fn save<'a>(&'a self, state: &mut ObjectiveState<'a>) {
         self.ais.save(state);
         state.meta.insert("buffer".into(), serde_json::to_value(self.buffer.scalars()).expect("plain scalars"));
         for (name, v) in self.buffer.arrays() {
-            state.arrays.insert(format!("buffer.{name}"), v);
+            state.arrays.insert(format!("buffer.{name}"), v.into());
         }
     }
     fn restore(&mut self, state: &ObjectiveState) -> Result<(), String> {
@@ -116,7 +116,7 @@ impl Objective for FabBuffer {
         let arrays = state
             .arrays
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix("buffer.").map(|k| (k.to_string(), v.clone())))
+            .filter_map(|(k, v)| k.strip_prefix("buffer.").map(|k| (k.to_string(), v.to_vec())))
             .collect();
         self.buffer.restore(scalars, arrays).map_err(|e| format!("buffer: {e}"))
     }

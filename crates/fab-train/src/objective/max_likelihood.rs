@@ -36,7 +36,7 @@ impl Objective for MaxLikelihood {
         let grad_norm = ctx.step_flow(loss, &mut grad);
         Ok(IterationReport::of_step(loss, grad_norm, f64::NAN))
     }
-    fn save(&self, _state: &mut ObjectiveState) {}
+    fn save<'a>(&'a self, _state: &mut ObjectiveState<'a>) {}
     fn restore(&mut self, _state: &ObjectiveState) -> Result<(), String> {
         Ok(())
     }

@@ -25,6 +25,7 @@ use crate::config::Method;
 use crate::error::TrainError;
 use crate::snf::Snf;
 use fab_ais::{Ais, CheckedAisConfig};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The pure losses, for users who assemble their own training loop.
@@ -41,7 +42,7 @@ pub(crate) trait Objective: Send {
     /// One iteration: sample, compute the loss and its gradient, step the optimiser.
     fn step(&mut self, ctx: &mut StepContext<'_>, seed: u64) -> Result<IterationReport, TrainError>;
     /// Writes the objective's state into a checkpoint.
-    fn save(&self, state: &mut ObjectiveState);
+    fn save<'a>(&'a self, state: &mut ObjectiveState<'a>);
     /// Restores the state written by [`Objective::save`]; the error says what is missing or wrong.
     fn restore(&mut self, state: &ObjectiveState) -> Result<(), String>;
     /// The AIS of a FAB objective (evaluation runs a frozen copy of it).
@@ -56,12 +57,13 @@ pub(crate) trait Objective: Send {
 
 /// An objective's part of a checkpoint: JSON fields and named arrays.
 #[derive(Debug, Default)]
-pub(crate) struct ObjectiveState {
+pub(crate) struct ObjectiveState<'a> {
     pub(crate) meta: serde_json::Map<String, serde_json::Value>,
-    pub(crate) arrays: BTreeMap<String, Vec<f64>>,
+    /// Borrowed from the objective when saving (no copy of a replay buffer), from the checkpoint when restoring.
+    pub(crate) arrays: BTreeMap<String, Cow<'a, [f64]>>,
 }
 
-impl ObjectiveState {
+impl ObjectiveState<'_> {
     /// A JSON field that must be present.
     pub(crate) fn field(&self, name: &str) -> Result<&serde_json::Value, String> {
         self.meta.get(name).filter(|v| !v.is_null()).ok_or_else(|| format!("missing `{name}`"))

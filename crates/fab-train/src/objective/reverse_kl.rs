@@ -50,7 +50,7 @@ impl Objective for ReverseKl {
         let batch_ess = ess_percent(&log_weights(&log_p, &log_q)).value;
         Ok(IterationReport::of_step(loss, grad_norm, batch_ess))
     }
-    fn save(&self, _state: &mut ObjectiveState) {}
+    fn save<'a>(&'a self, _state: &mut ObjectiveState<'a>) {}
     fn restore(&mut self, _state: &ObjectiveState) -> Result<(), String> {
         Ok(())
     }

@@ -29,12 +29,12 @@ impl Objective for SnfObjective {
         report.acceptance = batch.acceptance;
         Ok(report)
     }
-    fn save(&self, state: &mut ObjectiveState) {
-        state.arrays.insert("snf.params".into(), self.snf.params().to_vec());
+    fn save<'a>(&'a self, state: &mut ObjectiveState<'a>) {
+        state.arrays.insert("snf.params".into(), self.snf.params().into());
     }
     fn restore(&mut self, state: &ObjectiveState) -> Result<(), String> {
         let params = state.arrays.get("snf.params").ok_or("missing array `snf.params`")?;
-        self.snf.set_params(params.clone()).map_err(|e| format!("snf: {e}"))
+        self.snf.set_params(params.to_vec()).map_err(|e| format!("snf: {e}"))
     }
     fn snf(&self) -> Option<&Snf> {
         Some(&self.snf)
