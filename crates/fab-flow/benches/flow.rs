@@ -5,11 +5,12 @@
 //! width 320 and 10 layers at batch 2048, in D = 16 (the PEERS.md configuration as described there) and
 //! D = 32 (the paper's Many Well 32); the 2021 MoG flow at batch 100; and fab-jax's GMM spline flow (8 × two
 //! spline couplings with MLP [128, 128], 8 bins on ±10, ActNorm) at batch 1000. Each benchmark prints its dense-layer
-//! FLOP count per sample so that GFLOP/s = FLOP/sample × samples/s.
+//! FLOP count per sample so that GFLOP/s = FLOP/sample × samples/s. `many_well_2021_d16_w160_b1000_math` compares the
+//! couplings' `Math::Libm` and `Math::Vector` on the 2021 Many Well flow (not gated).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fab_core::{Batch, LogDensity, Proposal, stream_rng};
-use fab_flow::{Flow, FlowSpec, LayerSpec};
+use fab_flow::{Flow, FlowSpec, LayerSpec, Math};
 use rand_distr::{Distribution, StandardNormal};
 use std::hint::black_box;
 
@@ -85,6 +86,29 @@ fn bench_flow(c: &mut Criterion, name: &str, spec: FlowSpec, batch: usize) {
     group.finish();
 }
 
+/// The coupling scale maps' numerics on the 2021 Many Well flow at batch 1000: `Math::Libm` against
+/// `Math::Vector` (the same weights) on the FAB loss pass and the HMC pass.
+fn bench_math(c: &mut Criterion) {
+    let libm = trained_like(&FlowSpec::many_well_2021());
+    let batch = 1000;
+    let (xs, _) = libm.sample(&mut stream_rng(1, 0), batch);
+    let coeffs: Vec<f64> = (0..batch).map(|i| 1.0 + 0.001 * i as f64).collect();
+    let mut group = c.benchmark_group("many_well_2021_d16_w160_b1000_math");
+    group.throughput(Throughput::Elements(batch as u64));
+    for (name, flow) in [("libm", libm.clone()), ("vector", libm.with_math(Math::Vector))] {
+        group.bench_function(format!("{name}/log_q_grad_params"), |b| {
+            let mut grad = vec![0.0; flow.n_params()];
+            b.iter(|| flow.log_q_grad_params(black_box(xs.view()), &coeffs, &mut grad))
+        });
+        group.bench_function(format!("{name}/log_q_grad_x"), |b| {
+            let mut log_p = vec![0.0; batch];
+            let mut grad = Batch::zeros(batch, xs.dim());
+            b.iter(|| flow.log_prob_and_grad_batch(black_box(xs.view()), &mut log_p, grad.view_mut()))
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     bench_flow(c, "many_well_2021_d16_w160_b1000", FlowSpec::many_well_2021(), 1000);
     bench_flow(c, "many_well_iclr_d16_w320_b2048", FlowSpec::realnvp_iclr(16, 10, 320), 2048);
@@ -92,6 +116,7 @@ fn benches(c: &mut Criterion) {
     bench_flow(c, "many_well_iclr_d16_w160_b2048", FlowSpec::many_well_iclr(16), 2048);
     bench_flow(c, "mog_2021_b100", FlowSpec::mog_2021(), 100);
     bench_flow(c, "gmm_fab_jax_spline_b1000", FlowSpec::gmm_fab_jax(), 1000);
+    bench_math(c);
 }
 
 criterion_group!(flow_benches, benches);

@@ -8,7 +8,7 @@
 use crate::error::FlowError;
 use crate::layers::{BackPass, Layer, LayerTape, Pass};
 use crate::scratch::{assign_copy, copy_of, give, give_from_chunks, take_for_overwrite, take_zeroed};
-use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec};
+use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec, Math};
 use fab_core::{Batch, BatchMut, BatchRef, LogDensity, Proposal, ShapeError, stream_rng, sub_seed};
 use rand::RngCore;
 use rand_distr::{Distribution, StandardNormal};
@@ -117,11 +117,18 @@ impl Flow {
             .enumerate()
             .map(|(i, (l, r))| {
                 let mut rng = stream_rng(sub_seed(seed, &[i as u64]), 0);
-                Layer::build(dim, l, &mut params[r.clone()], &mut rng)
+                Layer::build(dim, l, spec.math, &mut params[r.clone()], &mut rng)
             })
             .collect();
         let actnorm_initialized = !spec.layers.iter().any(|l| matches!(l, LayerSpec::ActNorm));
         Ok(Flow { spec: spec.clone(), layers, ranges, base_range, params, actnorm_initialized })
+    }
+
+    /// The same flow (parameters, buffers, ActNorm state) with its coupling scale maps evaluated by `math`.
+    pub fn with_math(mut self, math: Math) -> Flow {
+        self.spec.math = math;
+        self.layers.iter_mut().for_each(|l| l.set_math(math));
+        self
     }
 
     /// The architecture description.

@@ -26,6 +26,7 @@ mod optim;
 mod persist;
 mod scratch;
 mod spec;
+pub mod vmath;
 
 pub use error::FlowError;
 pub use flow::{CHUNK_ROWS, Flow, FlowTape};
@@ -34,5 +35,5 @@ pub use optim::{Adam, AdamConfig, AdamState, StepOutcome, clip_grad_norm, clip_g
 pub use persist::{META_ACTNORM, META_FORMAT, META_SPEC};
 pub use scratch::release_pooled_buffers;
 pub use spec::{
-    Activation, BaseSpec, CouplingSpec, Direction, FlowSpec, HeadLayout, LayerSpec, ScaleMap, SplineCouplingSpec,
+    Activation, BaseSpec, CouplingSpec, Direction, FlowSpec, HeadLayout, LayerSpec, Math, ScaleMap, SplineCouplingSpec,
 };

@@ -178,7 +178,8 @@ impl Flow {
         Self::from_safetensors_bytes(&bytes)
     }
 
-    /// Overwrites this flow's weights and buffers from a file, which must describe exactly this architecture.
+    /// Overwrites this flow's weights and buffers from a file, which must describe exactly this architecture (its
+    /// [`crate::Math`] may differ: this flow keeps its own).
     pub fn load_weights_safetensors(&mut self, path: impl AsRef<Path>) -> Result<(), FlowError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
@@ -187,7 +188,8 @@ impl Flow {
         if let Some(json) = meta.get(META_SPEC) {
             let spec: FlowSpec =
                 serde_json::from_str(json).map_err(|e| FlowError::Format(format!("unreadable architecture: {e}")))?;
-            if &spec != self.spec() {
+            // The numerics choice is not part of the architecture: weights load across it.
+            if spec.clone().with_math(self.spec().math) != *self.spec() {
                 return Err(FlowError::ArchitectureMismatch(format!(
                     "file: dim {} with {} layers and {} parameters; flow: dim {} with {} layers and {} parameters",
                     spec.dim,

@@ -144,6 +144,28 @@ pub enum BaseSpec {
     DiagGaussian,
 }
 
+/// How a flow evaluates the element-wise transcendentals of its affine couplings' scale maps.
+///
+/// Not part of the architecture (the same weights mean the same flow either way); the two choices agree to about
+/// 1e-13 relative in log q and its gradients, but not bit for bit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Math {
+    /// libm's scalar `exp`, `ln_1p`, `ln` per element: the numerics every recorded result was computed with.
+    #[default]
+    Libm,
+    /// [`crate::vmath`]'s vectorised kernels over the whole block of scale logits (≤ 1 ulp from libm each;
+    /// bit-identical on every SIMD level).
+    Vector,
+}
+
+impl Math {
+    /// Whether this is the default, [`Math::Libm`] (which is not written out, so files keep their bytes).
+    pub fn is_libm(&self) -> bool {
+        *self == Math::Libm
+    }
+}
+
 /// A complete flow architecture: what fab-train/fab-cli read from a config to build a [`crate::Flow`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowSpec {
@@ -153,6 +175,10 @@ pub struct FlowSpec {
     pub layers: Vec<LayerSpec>,
     /// Base distribution.
     pub base: BaseSpec,
+    /// Numerics of the coupling scale maps. Absent in a file or config means [`Math::Libm`], and `Libm` is not
+    /// serialised, so every file and config written before this field existed reads, and is written, unchanged.
+    #[serde(default, skip_serializing_if = "Math::is_libm")]
+    pub math: Math,
 }
 
 impl CouplingSpec {
@@ -215,6 +241,12 @@ impl BaseSpec {
 }
 
 impl FlowSpec {
+    /// The same flow with the coupling scale maps evaluated by `math`.
+    pub fn with_math(mut self, math: Math) -> Self {
+        self.math = math;
+        self
+    }
+
     /// Total number of trainable parameters.
     pub fn n_params(&self) -> usize {
         self.layers.iter().map(|l| l.n_params(self.dim)).sum::<usize>() + self.base.n_params(self.dim)
@@ -309,7 +341,7 @@ impl FlowSpec {
             layers.push(LayerSpec::ActNorm);
         }
         layers.push(LayerSpec::GlobalScale { init: widen_init });
-        FlowSpec { dim, layers, base: BaseSpec::StandardNormal }
+        FlowSpec { dim, layers, base: BaseSpec::StandardNormal, math: Math::Libm }
     }
 
     /// The ICLR RealNVP (SPEC.md §2b): `n_layers × [coupling, LU linear]` with a trainable diagonal Gaussian base.
@@ -331,7 +363,7 @@ impl FlowSpec {
             }));
             layers.push(LayerSpec::LuLinear);
         }
-        FlowSpec { dim, layers, base: BaseSpec::DiagGaussian }
+        FlowSpec { dim, layers, base: BaseSpec::DiagGaussian, math: Math::Libm }
     }
 
     /// fab-jax's spline flow (`transform_type: spline`): `n_layers × [spline coupling (first ⌊D/2⌋ coordinates
@@ -361,7 +393,7 @@ impl FlowSpec {
             layers.push(spline((split..dim).collect(), (0..split).collect()));
             layers.push(LayerSpec::ActNorm);
         }
-        FlowSpec { dim, layers, base: BaseSpec::StandardNormal }
+        FlowSpec { dim, layers, base: BaseSpec::StandardNormal, math: Math::Libm }
     }
 
     /// fab-jax's RealNVP (`transform_type: real_nvp` with its default `restrict_scale_rnvp`): `n_layers ×
@@ -390,7 +422,7 @@ impl FlowSpec {
                 layers.push(LayerSpec::ActNorm);
             }
         }
-        FlowSpec { dim, layers, base: BaseSpec::StandardNormal }
+        FlowSpec { dim, layers, base: BaseSpec::StandardNormal, math: Math::Libm }
     }
 
     /// fab-jax's GMM flow (`experiments/config/gmm_v1.yaml`): spline flow in 2-D, 8 layers, MLP [128, 128],

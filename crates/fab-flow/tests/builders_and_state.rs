@@ -5,7 +5,7 @@ mod common;
 
 use common::{all_cases, builder_registry, perturbed, test_points};
 use fab_core::{Batch, LogDensity, Proposal, stream_rng};
-use fab_flow::{BaseSpec, Flow, FlowError, FlowSpec, LayerSpec};
+use fab_flow::{BaseSpec, Flow, FlowError, FlowSpec, LayerSpec, Math};
 
 /// Parameters of an MLP `[in, hidden…, out]` with biases.
 fn mlp_params(sizes: &[usize]) -> usize {
@@ -60,7 +60,12 @@ fn spec_round_trips_through_serde_and_invalid_specs_are_refused() {
         c.cond = vec![0, 0];
     }
     assert!(matches!(Flow::new(&bad, 0), Err(FlowError::InvalidSpec(_))));
-    let neg = FlowSpec { dim: 2, layers: vec![LayerSpec::GlobalScale { init: -1.0 }], base: BaseSpec::StandardNormal };
+    let neg = FlowSpec {
+        dim: 2,
+        layers: vec![LayerSpec::GlobalScale { init: -1.0 }],
+        base: BaseSpec::StandardNormal,
+        math: Math::Libm,
+    };
     assert!(matches!(Flow::new(&neg, 0), Err(FlowError::InvalidSpec(_))));
 }
 

@@ -1,8 +1,9 @@
-//! Every layer and every builder: invertibility, log-determinants, and all gradients against central differences.
+//! Every layer and every builder (the affine couplings with both `Math` choices): invertibility, log-determinants,
+//! and all gradients against central differences.
 
 mod common;
 
-use common::{all_cases, log_abs_det, test_points};
+use common::{all_cases, log_abs_det, property_cases, test_points};
 use fab_core::gradcheck::{assert_batch_agrees, check_density_gradient, check_gradient, directional_derivative};
 use fab_core::{Batch, BatchRef, Proposal, stream_rng};
 use rand_distr::{Distribution, StandardNormal};
@@ -11,7 +12,7 @@ const GRAD_TOL: f64 = 1e-6;
 
 #[test]
 fn inverse_of_forward_is_the_identity_and_log_dets_cancel() {
-    for case in all_cases() {
+    for case in property_cases() {
         let f = &case.flow;
         let xs = test_points(f, 6, 4, 1);
         let (z, ld_density) = f.to_base(xs.view());
@@ -27,7 +28,7 @@ fn inverse_of_forward_is_the_identity_and_log_dets_cancel() {
 
 #[test]
 fn log_det_matches_a_finite_difference_jacobian() {
-    for case in all_cases().into_iter().filter(|c| c.flow.dim() <= 6) {
+    for case in property_cases().into_iter().filter(|c| c.flow.dim() <= 6) {
         let f = &case.flow;
         let d = f.dim();
         let xs = test_points(f, 3, 2, 2);
@@ -50,7 +51,7 @@ fn log_det_matches_a_finite_difference_jacobian() {
 
 #[test]
 fn sampling_log_q_agrees_with_density_log_q() {
-    for case in all_cases() {
+    for case in property_cases() {
         let f = &case.flow;
         let mut rng = stream_rng(4, 0);
         let (xs, lq_sample) = f.sample(&mut rng, 20);
@@ -68,7 +69,7 @@ fn random_coeffs(n: usize, seed: u64) -> Vec<f64> {
 
 #[test]
 fn parameter_gradient_of_weighted_log_q_matches_central_differences() {
-    for case in all_cases() {
+    for case in property_cases() {
         let f = &case.flow;
         if f.n_params() == 0 {
             continue;
@@ -97,7 +98,7 @@ fn parameter_gradient_of_weighted_log_q_matches_central_differences() {
 
 #[test]
 fn input_gradient_matches_central_differences_and_batches_agree() {
-    for case in all_cases() {
+    for case in property_cases() {
         let f = &case.flow;
         let xs = test_points(f, 3, 2, 8);
         let mut rng = stream_rng(8, 0);
@@ -110,7 +111,7 @@ fn input_gradient_matches_central_differences_and_batches_agree() {
 
 #[test]
 fn one_recorded_pass_gives_both_parameter_and_input_gradients() {
-    for case in all_cases() {
+    for case in property_cases() {
         let f = &case.flow;
         let xs = test_points(f, 4, 1, 9);
         let c = random_coeffs(xs.n_rows(), 9);
@@ -135,7 +136,7 @@ fn one_recorded_pass_gives_both_parameter_and_input_gradients() {
 
 #[test]
 fn sampling_path_gradient_matches_central_differences() {
-    for case in all_cases() {
+    for case in property_cases() {
         let f = &case.flow;
         if f.n_params() == 0 {
             continue;
@@ -164,7 +165,7 @@ fn sampling_path_gradient_matches_central_differences() {
 
 #[test]
 fn caller_owned_tape_gives_the_same_gradients_as_the_parallel_path() {
-    for case in all_cases() {
+    for case in property_cases() {
         let f = &case.flow;
         let xs = test_points(f, 3, 1, 11);
         let c = random_coeffs(xs.n_rows(), 11);

@@ -2,7 +2,7 @@
 //! perfectly.
 
 use fab_ais::{AisConfig, StepSizeRule};
-use fab_flow::{BaseSpec, FlowSpec};
+use fab_flow::{BaseSpec, FlowSpec, Math};
 use fab_mcmc::{FabRule, Hmc};
 use fab_targets::TargetSpec;
 use fab_train::checkpoint::{decode, encode};
@@ -267,7 +267,7 @@ fn invalid_configs_are_refused_before_any_work() {
 /// The 2021 SNF baseline with the paper's architecture and optimiser (SPEC §5) and a short budget.
 fn snf_config(iterations: u64) -> TrainConfig {
     TrainConfig {
-        flow: FlowConfig::Custom(FlowSpec { dim: 2, layers: vec![], base: BaseSpec::StandardNormal }),
+        flow: FlowConfig::Custom(FlowSpec { dim: 2, layers: vec![], base: BaseSpec::StandardNormal, math: Math::Libm }),
         method: Method::Snf { n_blocks: 3, hidden: 64, n_mc_steps: 20, proposal_std: 0.25 },
         optimizer: OptimizerConfig {
             lr: 5e-3,
@@ -377,7 +377,12 @@ fn a_checkpoint_with_moments_of_the_wrong_length_is_refused() {
     for method in [Method::ReverseKl, Method::Snf { n_blocks: 1, hidden: 8, n_mc_steps: 2, proposal_std: 0.25 }] {
         let mut config = mog_config(method, 4);
         if config.method.snf_spec(2).is_some() {
-            config.flow = FlowConfig::Custom(FlowSpec { dim: 2, base: BaseSpec::StandardNormal, layers: vec![] });
+            config.flow = FlowConfig::Custom(FlowSpec {
+                dim: 2,
+                base: BaseSpec::StandardNormal,
+                layers: vec![],
+                math: Math::Libm,
+            });
         }
         let mut run = Run::new(config.clone()).unwrap();
         run.step().unwrap();

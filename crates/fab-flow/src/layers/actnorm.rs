@@ -3,7 +3,7 @@
 use super::scalar::{AffineKind, affine_kind, inverse_softplus, sigmoid, softplus};
 use super::{BackPass, FlowLayer, InputOutputTape, Pass};
 use crate::scratch::assign_copy;
-use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec};
+use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec, Math};
 
 /// ActNorm: density direction `z = x·softplus(scale) + loc`; parameters `[loc (D), scale (D)]`.
 #[derive(Debug, Clone)]
@@ -115,6 +115,9 @@ impl FlowLayer for ActNorm {
     }
 
     fn examples() -> Vec<(&'static str, FlowSpec)> {
-        vec![("actnorm", FlowSpec { dim: 3, layers: vec![LayerSpec::ActNorm], base: BaseSpec::StandardNormal })]
+        vec![(
+            "actnorm",
+            FlowSpec { dim: 3, layers: vec![LayerSpec::ActNorm], base: BaseSpec::StandardNormal, math: Math::Libm },
+        )]
     }
 }

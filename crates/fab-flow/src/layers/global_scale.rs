@@ -2,7 +2,7 @@
 
 use super::{BackPass, FlowLayer, InputOutputTape, Pass};
 use crate::scratch::assign_copy;
-use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec};
+use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec, Math};
 
 /// Learnable global scale (2021 `widen`): sampling direction `x = z·s`, parameter `[s]`.
 #[derive(Debug, Clone)]
@@ -68,6 +68,6 @@ impl FlowLayer for GlobalScale {
 
     fn examples() -> Vec<(&'static str, FlowSpec)> {
         let layers = vec![LayerSpec::GlobalScale { init: 1.7 }];
-        vec![("global scale", FlowSpec { dim: 3, layers, base: BaseSpec::StandardNormal })]
+        vec![("global scale", FlowSpec { dim: 3, layers, base: BaseSpec::StandardNormal, math: Math::Libm })]
     }
 }

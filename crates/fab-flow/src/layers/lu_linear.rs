@@ -3,7 +3,7 @@
 use super::{BackPass, FlowLayer, InputTape, Pass};
 use crate::gemm::{Op, gemm};
 use crate::scratch::assign_copy;
-use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec};
+use crate::spec::{BaseSpec, Direction, FlowSpec, LayerSpec, Math};
 use rand::RngCore;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -170,7 +170,10 @@ impl FlowLayer for LuLinear {
     }
 
     fn examples() -> Vec<(&'static str, FlowSpec)> {
-        vec![("lu linear", FlowSpec { dim: 4, layers: vec![LayerSpec::LuLinear], base: BaseSpec::StandardNormal })]
+        vec![(
+            "lu linear",
+            FlowSpec { dim: 4, layers: vec![LayerSpec::LuLinear], base: BaseSpec::StandardNormal, math: Math::Libm },
+        )]
     }
 }
 

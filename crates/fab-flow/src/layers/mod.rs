@@ -27,7 +27,7 @@ pub(crate) use spline::MAX_BINS as MAX_SPLINE_BINS;
 use spline::SplineCoupling;
 
 use crate::scratch::give;
-use crate::spec::{Direction, FlowSpec, LayerSpec};
+use crate::spec::{Direction, FlowSpec, LayerSpec, Math};
 use rand::RngCore;
 use std::fmt::Debug;
 
@@ -228,11 +228,12 @@ impl LayerTape {
 }
 
 impl Layer {
-    /// Builds the layer and writes its initial parameters into `p` (its slice of the flat vector).
-    pub(crate) fn build(dim: usize, spec: &LayerSpec, p: &mut [f64], rng: &mut dyn RngCore) -> Layer {
+    /// Builds the layer and writes its initial parameters into `p` (its slice of the flat vector); `math` is the
+    /// flow's choice of numerics for the affine couplings' scale maps.
+    pub(crate) fn build(dim: usize, spec: &LayerSpec, math: Math, p: &mut [f64], rng: &mut dyn RngCore) -> Layer {
         match spec {
             LayerSpec::Coupling(c) => {
-                let layer = Coupling::new(dim, c);
+                let layer = Coupling::new(dim, c, math);
                 layer.mlp.init(p, rng);
                 Layer::Coupling(layer)
             }
@@ -245,6 +246,15 @@ impl Layer {
                 layer.mlp.init(p, rng);
                 Layer::SplineCoupling(layer)
             }
+        }
+    }
+}
+
+impl Layer {
+    /// Switches the numerics of an affine coupling's scale map (the other layers have no choice to make).
+    pub(crate) fn set_math(&mut self, math: Math) {
+        if let Layer::Coupling(c) = self {
+            c.math = math;
         }
     }
 }

@@ -12,7 +12,7 @@ use super::mlp::Mlp;
 use super::scalar::{sigmoid, softplus};
 use super::{BackPass, FlowLayer, Pass, TapeBuffers};
 use crate::scratch::{assign_copy, give, take_for_overwrite};
-use crate::spec::{Activation, BaseSpec, Direction, FlowSpec, LayerSpec, SplineCouplingSpec};
+use crate::spec::{Activation, BaseSpec, Direction, FlowSpec, LayerSpec, Math, SplineCouplingSpec};
 
 /// Upper bound on the number of bins (per-element work lives in fixed stack arrays of this size).
 pub(crate) const MAX_BINS: usize = 64;
@@ -364,6 +364,7 @@ impl FlowLayer for SplineCoupling {
                 spline_direction,
             })],
             base: BaseSpec::StandardNormal,
+            math: Math::Libm,
         };
         vec![
             (

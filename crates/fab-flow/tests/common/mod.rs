@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use fab_core::{Batch, Proposal, stream_rng};
-use fab_flow::{BaseSpec, Flow, FlowSpec, LayerSpec};
+use fab_flow::{BaseSpec, Flow, FlowSpec, LayerSpec, Math};
 use rand_distr::{Distribution, StandardNormal};
 
 /// One registry entry.
@@ -35,14 +35,23 @@ pub fn layer_registry() -> Vec<Case> {
         .map(|(i, (name, spec))| Case { name, flow: perturbed(&spec, 100 + i as u64, 0.3) })
         .collect();
     // Seed 107 (its place after the seven layer examples), fixed so the base keeps its recorded bits as layers join.
-    let base = FlowSpec { dim: 3, layers: vec![], base: BaseSpec::DiagGaussian };
+    let base = FlowSpec { dim: 3, layers: vec![], base: BaseSpec::DiagGaussian, math: Math::Libm };
     cases.push(Case { name: "trainable diagonal Gaussian base", flow: perturbed(&base, 107, 0.3) });
     cases
 }
 
 /// The papers' assembled flows plus small odd-dimensional variants of both builders.
 pub fn builder_registry() -> Vec<Case> {
-    let specs: Vec<(&'static str, FlowSpec, f64)> = vec![
+    builder_specs()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, spec, s))| Case { name, flow: perturbed(&spec, 200 + i as u64, s) })
+        .collect()
+}
+
+/// The builders of [`builder_registry`] with the scale of their parameter perturbation.
+fn builder_specs() -> Vec<(&'static str, FlowSpec, f64)> {
+    vec![
         ("2021 MoG flow", FlowSpec::mog_2021(), 0.05),
         ("2021 Many Well flow", FlowSpec::many_well_2021(), 0.01),
         ("ICLR GMM flow", FlowSpec::gmm_iclr(), 0.02),
@@ -51,18 +60,37 @@ pub fn builder_registry() -> Vec<Case> {
         ("ICLR builder, D = 3", FlowSpec::realnvp_iclr(3, 2, 6), 0.1),
         ("fab-jax GMM spline flow", FlowSpec::gmm_fab_jax(), 0.02),
         ("fab-jax spline builder, D = 3", FlowSpec::spline_fab_jax(3, 2, vec![6, 5], 3.0, 5), 0.1),
-    ];
-    specs
-        .into_iter()
-        .enumerate()
-        .map(|(i, (name, spec, s))| Case { name, flow: perturbed(&spec, 200 + i as u64, s) })
-        .collect()
+    ]
 }
 
 /// Layers and builders together: "every test runs over every layer and over the assembled builders".
 pub fn all_cases() -> Vec<Case> {
     let mut v = layer_registry();
     v.extend(builder_registry());
+    v
+}
+
+/// Every case of [`all_cases`] holding an affine coupling, again with [`Math::Vector`] (same seeds, so the same
+/// weights up to the ActNorm initialisation); kept out of [`all_cases`], whose cases have recorded fingerprints.
+pub fn vector_math_cases() -> Vec<Case> {
+    let has_coupling = |spec: &FlowSpec| spec.layers.iter().any(|l| matches!(l, LayerSpec::Coupling(_)));
+    let layers =
+        LayerSpec::examples().into_iter().enumerate().map(|(i, (name, spec))| (name, spec, 100 + i as u64, 0.3));
+    let builders = builder_specs().into_iter().enumerate().map(|(i, (name, spec, s))| (name, spec, 200 + i as u64, s));
+    layers
+        .chain(builders)
+        .filter(|(_, spec, _, _)| has_coupling(spec))
+        .map(|(name, spec, seed, s)| {
+            let name: &'static str = Box::leak(format!("{name} [Math::Vector]").into_boxed_str());
+            Case { name, flow: perturbed(&spec.with_math(Math::Vector), seed, s) }
+        })
+        .collect()
+}
+
+/// What the property tests run over: [`all_cases`] and [`vector_math_cases`].
+pub fn property_cases() -> Vec<Case> {
+    let mut v = all_cases();
+    v.extend(vector_math_cases());
     v
 }
 
