@@ -58,8 +58,10 @@ where
 fn shrink(mut config: TrainConfig) -> TrainConfig {
     config.batch_size = config.batch_size.min(QUICK_BATCH);
     if let Method::FabAlpha2 { buffer: Some(b), .. } = &mut config.method {
-        b.capacity = QUICK_BUFFER_BATCHES.0 * config.batch_size;
-        b.min_len = QUICK_BUFFER_BATCHES.1 * config.batch_size;
+        // The buffer must hold the `n_updates` distinct batches one iteration draws before training starts.
+        let min_batches = QUICK_BUFFER_BATCHES.1.max(b.n_updates);
+        b.capacity = QUICK_BUFFER_BATCHES.0.max(min_batches) * config.batch_size;
+        b.min_len = min_batches * config.batch_size;
     }
     config.eval.every = 0;
     config.eval.n_samples = 500;
