@@ -19,6 +19,7 @@
 //! large argument overflows to `+∞` and of a very negative one underflows to `0`; `ln(±0) = −∞`, `ln(x < 0) = NaN`,
 //! `ln(+∞) = +∞`; `ln_1p(−1) = −∞`, `ln_1p(x < −1) = NaN`, `ln_1p(±0) = ±0`; logistic(±∞) = 1 / 0.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 // ---------------------------------------------------------------------------------------------- element kernels
@@ -295,83 +296,88 @@ pub(crate) fn detected_level() -> Level {
 
 // ---------------------------------------------------------------------------------------------- slice loops
 
+/// One slice loop of a kernel; [`run_at`] compiles it once per SIMD level.
+trait SliceLoop {
+    fn run(self);
+}
+
 /// The loop every level compiles: `out[i] = K(x[i])` (iterators, so no bounds checks stop vectorisation).
-#[inline(always)]
-fn map_into<K: Kernel>(x: &[f64], out: &mut [f64]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = K::eval(v);
+struct MapInto<'a, K> {
+    x: &'a [f64],
+    out: &'a mut [f64],
+    kernel: PhantomData<K>,
+}
+
+impl<K: Kernel> SliceLoop for MapInto<'_, K> {
+    #[inline(always)]
+    fn run(self) {
+        for (o, &v) in self.out.iter_mut().zip(self.x) {
+            *o = K::eval(v);
+        }
     }
 }
 
 /// `x[i] = K(x[i])`.
-#[inline(always)]
-fn map_in_place<K: Kernel>(x: &mut [f64]) {
-    for v in x.iter_mut() {
-        *v = K::eval(*v);
+struct MapInPlace<'a, K> {
+    x: &'a mut [f64],
+    kernel: PhantomData<K>,
+}
+
+impl<K: Kernel> SliceLoop for MapInPlace<'_, K> {
+    #[inline(always)]
+    fn run(self) {
+        for v in self.x.iter_mut() {
+            *v = K::eval(*v);
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,fma")]
-fn map_into_avx512<K: Kernel>(x: &[f64], out: &mut [f64]) {
-    map_into::<K>(x, out)
+fn run_avx512<L: SliceLoop>(l: L) {
+    l.run()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn map_into_avx2<K: Kernel>(x: &[f64], out: &mut [f64]) {
-    map_into::<K>(x, out)
+fn run_avx2<L: SliceLoop>(l: L) {
+    l.run()
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl,fma")]
-fn map_in_place_avx512<K: Kernel>(x: &mut [f64]) {
-    map_in_place::<K>(x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn map_in_place_avx2<K: Kernel>(x: &mut [f64]) {
-    map_in_place::<K>(x)
-}
-
-/// `out[i] = K(x[i])` at `level`.
+/// Runs `l` compiled for `level`: the one place that calls a `#[target_feature]` function.
 ///
 /// # Panics
-/// If the lengths differ, or the CPU lacks `level`'s features (the dispatcher only passes detected levels).
+/// If the CPU lacks `level`'s features (the dispatcher only passes detected levels).
 #[allow(unsafe_code)]
-fn run_into<K: Kernel>(level: Level, x: &[f64], out: &mut [f64]) {
-    assert_eq!(x.len(), out.len(), "vmath: input and output slices differ in length");
+fn run_at<L: SliceLoop>(level: Level, l: L) {
     assert!(level.is_available(), "vmath: this CPU lacks the features of {level:?}");
     match level {
         // SAFETY: the CPU has every feature these functions are compiled with (checked just above); their bodies
         // are safe Rust.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { map_into_avx512::<K>(x, out) },
+        Level::Avx512 => unsafe { run_avx512(l) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2Fma => unsafe { map_into_avx2::<K>(x, out) },
-        _ => map_into::<K>(x, out),
+        Level::Avx2Fma => unsafe { run_avx2(l) },
+        _ => l.run(),
     }
+}
+
+/// `out[i] = K(x[i])` at `level`.
+///
+/// # Panics
+/// If the lengths differ, or the CPU lacks `level`'s features.
+fn run_into<K: Kernel>(level: Level, x: &[f64], out: &mut [f64]) {
+    assert_eq!(x.len(), out.len(), "vmath: input and output slices differ in length");
+    run_at(level, MapInto::<K> { x, out, kernel: PhantomData })
 }
 
 /// `x[i] = K(x[i])` at `level`.
 ///
 /// # Panics
 /// If the CPU lacks `level`'s features.
-#[allow(unsafe_code)]
 fn run_in_place<K: Kernel>(level: Level, x: &mut [f64]) {
-    assert!(level.is_available(), "vmath: this CPU lacks the features of {level:?}");
-    match level {
-        // SAFETY: the CPU has every feature these functions are compiled with (checked just above); their bodies
-        // are safe Rust.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { map_in_place_avx512::<K>(x) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2Fma => unsafe { map_in_place_avx2::<K>(x) },
-        _ => map_in_place::<K>(x),
-    }
+    run_at(level, MapInPlace::<K> { x, kernel: PhantomData })
 }
 
 // ---------------------------------------------------------------------------------------------- public API
