@@ -35,7 +35,7 @@ fn mog_config(method: Method, iterations: u64) -> TrainConfig {
         name: "test".into(),
         seed: 2,
         target: Some(TargetSpec::Mog5_2021),
-        flow: FlowConfig::RealNvp2021 { dim: 2, n_blocks: 10, width: 40, scale_init: 1.0 },
+        flow: FlowConfig::RealNvp2021 { dim: 2, n_blocks: 10, width: 40, scale_init: 1.0, math: Math::Libm },
         method,
         optimizer: OptimizerConfig {
             lr: 5e-4,
@@ -259,7 +259,7 @@ fn invalid_configs_are_refused_before_any_work() {
     let e = Run::new(c).err().expect("refused").to_string();
     assert!(e.contains("batch_size"), "{e}");
     let mut c = mog_config(Method::ReverseKl, 5);
-    c.flow = FlowConfig::RealNvp2021 { dim: 3, n_blocks: 2, width: 4, scale_init: 1.0 };
+    c.flow = FlowConfig::RealNvp2021 { dim: 3, n_blocks: 2, width: 4, scale_init: 1.0, math: Math::Libm };
     let e = Run::new(c).err().expect("refused").to_string();
     assert!(e.contains("flow") && e.contains("dimension"), "{e}");
 }
@@ -326,7 +326,7 @@ fn a_resumed_snf_run_ends_bitwise_equal() {
 #[test]
 fn an_snf_needs_a_standard_normal_prior_as_its_flow() {
     let mut c = snf_config(5);
-    c.flow = FlowConfig::RealNvp2021 { dim: 2, n_blocks: 2, width: 4, scale_init: 1.0 };
+    c.flow = FlowConfig::RealNvp2021 { dim: 2, n_blocks: 2, width: 4, scale_init: 1.0, math: Math::Libm };
     let e = Run::new(c).err().expect("refused").to_string();
     assert!(e.contains("flow") && e.contains("prior"), "{e}");
     let mut c = snf_config(5);
@@ -392,4 +392,37 @@ fn a_checkpoint_with_moments_of_the_wrong_length_is_refused() {
         let e = Run::from_checkpoint(config, &data, Path::new("bad.ckpt")).err().expect("refused").to_string();
         assert!(e.contains("bad.ckpt") && e.contains("`optimizer.m` has"), "{e}");
     }
+}
+
+/// A preset's `math` option reaches the flow: `math: Vector` in a config builds the flow with fab-flow's vectorised
+/// kernels and is written back out, an omitted `math` is `Libm` and is not written (so every shipped config and
+/// committed run keeps its text), and the two numerics train to the same losses within the kernels' ulp bounds
+/// (near the zero-initialised couplings' start they often agree to the bit: the kernels are exact there).
+#[test]
+fn a_presets_math_option_reaches_the_flow_and_round_trips() {
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/mog_fab_2021.ron")).unwrap();
+    let vector_text = shipped.replace("scale_init: 1.0)", "scale_init: 1.0, math: Vector)");
+    assert_ne!(vector_text, shipped, "the shipped MoG config no longer has the expected flow line");
+    let libm = TrainConfig::from_ron(&shipped).unwrap();
+    let vector = TrainConfig::from_ron(&vector_text).unwrap();
+    assert_eq!(libm.flow.spec().math, Math::Libm);
+    assert_eq!(vector.flow.spec().math, Math::Vector);
+    assert!(!libm.to_ron().unwrap().contains("math"), "Libm must not be written out");
+    let written = vector.to_ron().unwrap();
+    assert!(written.contains("math: Vector"), "{written}");
+    assert_eq!(TrainConfig::from_ron(&written).unwrap(), vector);
+
+    let short = |c: TrainConfig| TrainConfig { budget: Budget::Iterations(3), checkpoint_every: 0, ..c };
+    let (mut a, mut b) = (Run::new(short(libm)).unwrap(), Run::new(short(vector)).unwrap());
+    assert_eq!(a.flow().spec().math, Math::Libm);
+    assert_eq!(b.flow().spec().math, Math::Vector);
+    for _ in 0..3 {
+        let (ra, rb) = (a.step().unwrap(), b.step().unwrap());
+        let rel = (ra.loss - rb.loss).abs() / ra.loss.abs().max(1e-300);
+        assert!(rel < 1e-9, "loss {} (Libm) vs {} (Vector)", ra.loss, rb.loss);
+    }
+    let max_param_diff =
+        a.flow().params().iter().zip(b.flow().params()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(max_param_diff < 1e-9, "parameters differ by {max_param_diff}");
 }
