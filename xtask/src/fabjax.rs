@@ -242,7 +242,7 @@ fn markdown(rows: &[(&&Benchmark, Vec<Value>)], quick: bool) -> String {
         let get = |path: &[&str]| -> Vec<f64> {
             outs.iter().filter_map(|o| path.iter().try_fold(o, |v, k| v.get(*k)).and_then(Value::as_f64)).collect()
         };
-        let threads = get(&["training_threads"]).first().map_or("?".to_string(), |t| format!("{t}"));
+        let threads = thread_counts(&get(&["training_threads"]));
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} ({}) | {} | {:.0} s on {} thread(s) | {} |",
@@ -262,10 +262,22 @@ fn markdown(rows: &[(&&Benchmark, Vec<Value>)], quick: bool) -> String {
     md
 }
 
+/// The training thread counts of a row's seeds: `1`, or `1 (seed 4: 2)` when one seed differs from the rest.
+fn thread_counts(per_seed: &[f64]) -> String {
+    let Some(&first) = per_seed.first() else { return "?".into() };
+    let others: Vec<String> = per_seed
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t != first)
+        .map(|(seed, t)| format!("seed {seed}: {t}"))
+        .collect();
+    if others.is_empty() { format!("{first}") } else { format!("{first} ({})", others.join(", ")) }
+}
+
 /// One row per seed: MAE, flow (AIS) ESS of the final evaluation, the baseline and the gradient guard's work.
 fn per_seed(rows: &[(&&Benchmark, Vec<Value>)]) -> String {
     let mut md = String::from(
-        "\nPer seed:\n\n| target | seed | fab MAE | flow ESS (AIS ESS) % | SMC baseline MAE (its K) | steps applied / guard-skipped / guard-clipped | training s |\n|---|---|---|---|---|---|---|\n",
+        "\nPer seed:\n\n| target | seed | fab MAE | flow ESS (AIS ESS) % | SMC baseline MAE (its K) | steps applied / guard-skipped / guard-clipped / skipped as non-finite | training s |\n|---|---|---|---|---|---|---|\n",
     );
     for (b, outs) in rows {
         for o in outs {
@@ -274,7 +286,7 @@ fn per_seed(rows: &[(&&Benchmark, Vec<Value>)]) -> String {
             let c = |k: &str| o["counters"][k].as_u64().unwrap_or(0);
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.5} | {:.2} ({:.2}) | {:.4} ({}) | {} / {} / {} | {:.0} |",
+                "| {} | {} | {:.5} | {:.2} ({:.2}) | {:.4} ({}) | {} / {} / {} / {} | {:.0} |",
                 b.name,
                 o["seed"],
                 f(&["fab", "mae"]),
@@ -285,6 +297,7 @@ fn per_seed(rows: &[(&&Benchmark, Vec<Value>)]) -> String {
                 c("n_steps_applied"),
                 c("n_skipped_grad_guard"),
                 c("n_clipped_grad_guard"),
+                c("n_skipped_non_finite_loss") + c("n_skipped_non_finite_grad"),
                 f(&["training_wall_s"]),
             );
         }
@@ -294,7 +307,14 @@ fn per_seed(rows: &[(&&Benchmark, Vec<Value>)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::splice;
+    use super::{splice, thread_counts};
+
+    #[test]
+    fn a_seed_trained_on_other_threads_is_named() {
+        assert_eq!(thread_counts(&[1.0, 1.0, 1.0]), "1");
+        assert_eq!(thread_counts(&[1.0, 1.0, 1.0, 1.0, 2.0]), "1 (seed 4: 2)");
+        assert_eq!(thread_counts(&[]), "?");
+    }
 
     #[test]
     fn the_section_is_appended_once_then_replaced_in_place() {
