@@ -86,9 +86,7 @@ pub enum FlowConfig {
         n_layers: usize,
         /// Hidden width of the two-hidden-layer conditioner.
         width: usize,
-        /// Numerics of the coupling scale maps ([`Math`]): `Vector` for fab-flow's vectorised kernels (about 10 %
-        /// faster, ≤ 1 ulp from libm per kernel, so not the same bits). Omitted means `Libm`, the numerics of every
-        /// recorded result, and `Libm` is not written out.
+        /// Numerics of the coupling scale maps, as in [`FlowConfig::RealNvp2021`].
         #[serde(default, skip_serializing_if = "Math::is_libm")]
         math: Math,
     },
@@ -105,9 +103,7 @@ pub enum FlowConfig {
         bound: f64,
         /// Bins per spline.
         n_bins: usize,
-        /// Numerics of the coupling scale maps ([`Math`]): `Vector` for fab-flow's vectorised kernels (about 10 %
-        /// faster, ≤ 1 ulp from libm per kernel, so not the same bits). Omitted means `Libm`, the numerics of every
-        /// recorded result, and `Libm` is not written out.
+        /// Numerics of the coupling scale maps, as in [`FlowConfig::RealNvp2021`].
         #[serde(default, skip_serializing_if = "Math::is_libm")]
         math: Math,
     },
@@ -122,9 +118,7 @@ pub enum FlowConfig {
         hidden: Vec<usize>,
         /// An ActNorm after each layer's couplings.
         act_norm: bool,
-        /// Numerics of the coupling scale maps ([`Math`]): `Vector` for fab-flow's vectorised kernels (about 10 %
-        /// faster, ≤ 1 ulp from libm per kernel, so not the same bits). Omitted means `Libm`, the numerics of every
-        /// recorded result, and `Libm` is not written out.
+        /// Numerics of the coupling scale maps, as in [`FlowConfig::RealNvp2021`].
         #[serde(default, skip_serializing_if = "Math::is_libm")]
         math: Math,
     },
