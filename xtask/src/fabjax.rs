@@ -202,7 +202,9 @@ pub fn splice(results: &str, section: &str) -> String {
     };
     let after = &results[start + HEADING.len()..];
     let end = after.find("\n## ").map(|i| start + HEADING.len() + i + 1).unwrap_or(results.len());
-    format!("{}{}\n{}", &results[..start], section.trim_end(), &results[end..])
+    // A blank line between the section and the heading after it, as between any two sections.
+    let gap = if end < results.len() { "\n\n" } else { "\n" };
+    format!("{}{}{gap}{}", &results[..start], section.trim_end(), &results[end..])
 }
 
 /// Mean and standard error (sample sd / √n).
@@ -326,5 +328,7 @@ mod tests {
         let middle = format!("{two}\n## Z\n\nz\n");
         let three = splice(&middle, "## fab-jax's log Z benchmark (issue 13)\n\nv3\n");
         assert!(three.contains("v3") && three.contains("## Z\n\nz") && !three.contains("v2"), "{three}");
+        assert!(three.contains("v3\n\n## Z"), "a blank line before the next heading: {three}");
+        assert!(two.ends_with("v2\n"), "one newline at the end: {two:?}");
     }
 }
