@@ -6,7 +6,9 @@
 mod bench;
 mod ci;
 mod fabjax;
+mod long_runs;
 mod reproduce;
+mod sections;
 mod util;
 
 use clap::{Parser, Subcommand};

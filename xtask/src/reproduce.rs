@@ -1,6 +1,7 @@
 //! `cargo xtask reproduce`: re-runs the papers' experiments from `configs/` with the release `fab` binary and writes
 //! `results/RESULTS.md` (Tables 1 and 2 beside the papers' numbers, wall times, figures).
 
+use crate::long_runs::{self, LongRun};
 use crate::util::{cargo, project_root, run_checked};
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -132,13 +133,24 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         run_checked(cmd).with_context(|| format!("experiment {}", e.name))?;
         eprintln!("{}: {:.1} s", e.name, started.elapsed().as_secs_f64());
     }
-    write_curves(&runs_dir, &results.join("curves"))?;
+    write_curves(&runs_dir, &results.join("curves"), "")?;
     let reports = collect_reports(&runs_dir)?;
     plot_figures(&fab, &root, &results, &reports)?;
-    let mut md = results_markdown(&reports, opts.quick);
+    // Only the committed results/ hold the long runs; a quick reproduction has none.
+    let long_dir = results.join("long");
+    let long = if opts.quick { Vec::new() } else { long_runs::read_all(&long_dir, long_runs::PAPER_ITERATIONS)? };
+    if !long.is_empty() {
+        write_curves(&long_dir, &results.join("curves"), "long-")?;
+        plot_long_runs(&fab, &root, &results, &long)?;
+    }
+    let mut md = results_markdown(&reports, &long, opts.quick);
     // The fab-jax section is written by its own task; keep the last one.
     if let Ok(fabjax) = std::fs::read_to_string(results.join("fabjax.md")) {
         md = crate::fabjax::splice(&md, &fabjax);
+    }
+    // Sections written by hand (measurements, methods) under their own headings are kept.
+    if let Ok(previous) = std::fs::read_to_string(results.join("RESULTS.md")) {
+        md = crate::sections::keep_hand_written(&previous, &md);
     }
     std::fs::write(results.join("RESULTS.md"), &md)?;
     println!("{md}");
@@ -160,10 +172,10 @@ fn existing_run_dir(runs_dir: &Path, name: &str) -> Option<PathBuf> {
     })
 }
 
-/// For every run directory, `curves/<run>.csv`: the periodic evaluations (iteration, wall time, flow ESS, AIS ESS,
+/// For every run directory, `curves/<prefix><run>.csv`: the periodic evaluations (iteration, wall time, flow ESS, AIS ESS,
 /// mean log q at target samples, mean log q on the noisy mode test set) from its metrics.jsonl — the ESS-against-time
 /// curve, also for runs still in progress.
-pub fn write_curves(runs_dir: &Path, out_dir: &Path) -> anyhow::Result<()> {
+pub fn write_curves(runs_dir: &Path, out_dir: &Path, prefix: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(out_dir)?;
     for entry in std::fs::read_dir(runs_dir)? {
         let dir = entry?.path();
@@ -187,7 +199,7 @@ pub fn write_curves(runs_dir: &Path, out_dir: &Path) -> anyhow::Result<()> {
             );
         }
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        std::fs::write(out_dir.join(format!("{name}.csv")), csv)?;
+        std::fs::write(out_dir.join(format!("{prefix}{name}.csv")), csv)?;
     }
     Ok(())
 }
@@ -220,6 +232,18 @@ fn plot_figures(fab: &Path, root: &Path, results: &Path, reports: &[(String, Pat
         }
         let mut cmd = Command::new(fab);
         cmd.current_dir(root).arg("plot").args(dirs).arg("--out").arg(results.join(file));
+        run_checked(cmd)?;
+    }
+    Ok(())
+}
+
+/// `figure_long_<run>.png`: samples of a long run's final flow (drawn once it has reached the budget; before that its
+/// flow file is the starting run's).
+fn plot_long_runs(fab: &Path, root: &Path, results: &Path, long: &[LongRun]) -> anyhow::Result<()> {
+    for run in long.iter().filter(|r| r.final_report.is_some()) {
+        let mut cmd = Command::new(fab);
+        let out = results.join(format!("figure_long_{}.png", run.dir_name()));
+        cmd.current_dir(root).arg("plot").arg(&run.dir).arg("--out").arg(out);
         run_checked(cmd)?;
     }
     Ok(())
@@ -264,8 +288,23 @@ fn target_evaluations(r: &Value) -> String {
     format!("{mantissa:.2}·10{superscript}")
 }
 
+/// One row of Table 2 from a run's report.
+fn many_well_row(r: &Value, label: &str) -> String {
+    let e = &r["eval"];
+    format!(
+        "| **fab: {}** ({label}) | {} | {} | {} | {} | {} | {} |",
+        r["method"].as_str().unwrap_or("?"),
+        f(&e["noisy_mode_set_mean_log_q"], 2),
+        pair(&e["flow_ess"], &e["ais_ess"], 2),
+        f(&e["mode_set_mean_log_q"], 2),
+        f(&e["forward_ess"], 2),
+        target_evaluations(r),
+        f(&r["train_seconds"], 1),
+    )
+}
+
 /// RESULTS.md: our rows beside the papers' rows.
-fn results_markdown(reports: &[(String, PathBuf, Value)], quick: bool) -> String {
+fn results_markdown(reports: &[(String, PathBuf, Value)], long: &[LongRun], quick: bool) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Reproduction of the FAB papers' tables\n");
     if quick {
@@ -312,19 +351,14 @@ fn results_markdown(reports: &[(String, PathBuf, Value)], quick: bool) -> String
     let _ = writeln!(md, "| paper: flow w/ reverse KL | −86.2 | 0.01 | — | — | — | — |");
     let _ = writeln!(md, "| best possible | ≈ −14.27 | 100 | −10.44 | 100 | — | — |");
     for (_, _, r) in reports.iter().filter(|r| r.2["eval"]["noisy_mode_set_mean_log_q"].is_number()) {
-        let e = &r["eval"];
-        let _ = writeln!(
-            md,
-            "| **fab: {}** ({}) | {} | {} | {} | {} | {} | {} |",
-            r["method"].as_str().unwrap_or("?"),
-            r["name"].as_str().unwrap_or("?"),
-            f(&e["noisy_mode_set_mean_log_q"], 2),
-            pair(&e["flow_ess"], &e["ais_ess"], 2),
-            f(&e["mode_set_mean_log_q"], 2),
-            f(&e["forward_ess"], 2),
-            target_evaluations(r),
-            f(&r["train_seconds"], 1),
-        );
+        let _ = writeln!(md, "{}", many_well_row(r, r["name"].as_str().unwrap_or("?")));
+    }
+    for (run, r) in long.iter().filter_map(|run| run.final_report.as_ref().map(|r| (run, r))) {
+        let label = format!("{}, results/long, {} iterations", r["name"].as_str().unwrap_or("?"), run.iteration);
+        let _ = writeln!(md, "{}", many_well_row(r, &label));
+    }
+    for run in long {
+        let _ = writeln!(md, "\n{}", long_runs::status_markdown(run, long_runs::PAPER_ITERATIONS));
     }
     let iclr: Vec<_> = reports.iter().filter(|r| r.0.contains("iclr")).collect();
     if !iclr.is_empty() {
