@@ -170,7 +170,7 @@ fn record_history(home: &Path, saved: &[(String, u64)]) -> anyhow::Result<()> {
         .collect();
     history::append(&home.join(HISTORY_FILE), &records)?;
     eprintln!("\nsaved gungraun baseline `{BASELINE}` in {}:", home.display());
-    saved.iter().for_each(|(b, n)| eprintln!("  {b}: {} Ir", gate::thousands(*n)));
+    saved.iter().for_each(|(b, n)| eprintln!("  {b}: {} Ir", crate::util::thousands(*n)));
     eprintln!(
         "appended {} records to {HISTORY_FILE} (commit {commit}{}).",
         records.len(),

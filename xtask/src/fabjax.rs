@@ -111,7 +111,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     std::fs::write(results.join("fabjax.md"), &md)?;
     let results_md = results.join("RESULTS.md");
     let existing = std::fs::read_to_string(&results_md).unwrap_or_default();
-    std::fs::write(&results_md, splice(&existing, &md))?;
+    std::fs::write(&results_md, crate::sections::replace_or_append(&existing, &md))?;
     println!("{md}");
     Ok(())
 }
@@ -193,19 +193,6 @@ fn protocol_outcome(protocol: &Path, dir: &Path, opts: &Options) -> anyhow::Resu
 
 /// The heading of this benchmark's section in RESULTS.md.
 const HEADING: &str = "## fab-jax's log Z benchmark (issue 13)";
-
-/// `results` with its fab-jax section (from [`HEADING`] to the next `## ` heading or the end) replaced by
-/// `section`, or `section` appended when there is none.
-pub fn splice(results: &str, section: &str) -> String {
-    let Some(start) = results.find(HEADING) else {
-        return format!("{}\n\n{}", results.trim_end(), section);
-    };
-    let after = &results[start + HEADING.len()..];
-    let end = after.find("\n## ").map(|i| start + HEADING.len() + i + 1).unwrap_or(results.len());
-    // A blank line between the section and the heading after it, as between any two sections.
-    let gap = if end < results.len() { "\n\n" } else { "\n" };
-    format!("{}{}{gap}{}", &results[..start], section.trim_end(), &results[end..])
-}
 
 /// Mean and standard error (sample sd / √n).
 fn mean_se(xs: &[f64]) -> (f64, f64) {
@@ -309,26 +296,12 @@ fn per_seed(rows: &[(&&Benchmark, Vec<Value>)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{splice, thread_counts};
+    use super::thread_counts;
 
     #[test]
     fn a_seed_trained_on_other_threads_is_named() {
         assert_eq!(thread_counts(&[1.0, 1.0, 1.0]), "1");
         assert_eq!(thread_counts(&[1.0, 1.0, 1.0, 1.0, 2.0]), "1 (seed 4: 2)");
         assert_eq!(thread_counts(&[]), "?");
-    }
-
-    #[test]
-    fn the_section_is_appended_once_then_replaced_in_place() {
-        let base = "# R\n\n## A\n\na\n";
-        let one = splice(base, "## fab-jax's log Z benchmark (issue 13)\n\nv1\n");
-        assert!(one.starts_with(base.trim_end()) && one.contains("v1"));
-        let two = splice(&one, "## fab-jax's log Z benchmark (issue 13)\n\nv2\n");
-        assert!(two.contains("v2") && !two.contains("v1") && two.matches("fab-jax's log Z").count() == 1);
-        let middle = format!("{two}\n## Z\n\nz\n");
-        let three = splice(&middle, "## fab-jax's log Z benchmark (issue 13)\n\nv3\n");
-        assert!(three.contains("v3") && three.contains("## Z\n\nz") && !three.contains("v2"), "{three}");
-        assert!(three.contains("v3\n\n## Z"), "a blank line before the next heading: {three}");
-        assert!(two.ends_with("v2\n"), "one newline at the end: {two:?}");
     }
 }

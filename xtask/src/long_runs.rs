@@ -3,6 +3,7 @@
 //! RESULTS.md is rewritten by `cargo xtask reproduce`, so what it says about these runs is generated from their
 //! directories too (a hand-written note would be lost at the next regeneration).
 
+use crate::util::{dir_name, thousands};
 use anyhow::Context;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -39,7 +40,7 @@ pub struct LongRun {
 impl LongRun {
     /// The directory's name, e.g. `many_well16_fab_2021-seed0`.
     pub fn dir_name(&self) -> String {
-        self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        dir_name(&self.dir)
     }
 }
 
@@ -100,19 +101,6 @@ fn trajectory(evals: &[EvalPoint]) -> Vec<&EvalPoint> {
         .filter(|(i, e)| *i == 0 || *i == last || e.iteration.is_multiple_of(TRAJECTORY_EVERY))
         .map(|p| p.1)
         .collect()
-}
-
-/// `26877` as `26,877`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The paragraph under Table 2 about one long run: where it stands (or that it finished), its trajectory of the
@@ -219,13 +207,5 @@ mod tests {
     #[test]
     fn a_missing_folder_has_no_long_runs() {
         assert!(read_all(Path::new("/nonexistent/fab/long"), PAPER_ITERATIONS).unwrap().is_empty());
-    }
-
-    #[test]
-    fn thousands_separates_groups_of_three() {
-        assert_eq!(thousands(7), "7");
-        assert_eq!(thousands(26_877), "26,877");
-        assert_eq!(thousands(100_000), "100,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }

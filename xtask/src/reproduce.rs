@@ -2,7 +2,7 @@
 //! `results/RESULTS.md` (Tables 1 and 2 beside the papers' numbers, wall times, figures).
 
 use crate::long_runs::{self, LongRun};
-use crate::util::{cargo, project_root, run_checked};
+use crate::util::{cargo, dir_name, project_root, run_checked};
 use anyhow::{Context, bail};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -146,7 +146,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let mut md = results_markdown(&reports, &long, opts.quick);
     // The fab-jax section is written by its own task; keep the last one.
     if let Ok(fabjax) = std::fs::read_to_string(results.join("fabjax.md")) {
-        md = crate::fabjax::splice(&md, &fabjax);
+        md = crate::sections::replace_or_append(&md, &fabjax);
     }
     // Sections written by hand (measurements, methods) under their own headings are kept.
     if let Ok(previous) = std::fs::read_to_string(results.join("RESULTS.md")) {
@@ -198,8 +198,7 @@ pub fn write_curves(runs_dir: &Path, out_dir: &Path, prefix: &str) -> anyhow::Re
                 cell("noisy_mode_set_mean_log_q")
             );
         }
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        std::fs::write(out_dir.join(format!("{prefix}{name}.csv")), csv)?;
+        std::fs::write(out_dir.join(format!("{prefix}{}.csv", dir_name(&dir))), csv)?;
     }
     Ok(())
 }

@@ -1,8 +1,11 @@
-//! RESULTS.md's hand-written sections survive its regeneration: `## ` sections the generator does not write are kept.
+//! RESULTS.md's `## ` sections: one replaced in place by a task that writes it, and the hand-written ones kept
+//! when the file is regenerated.
 
-/// The `## ` sections of a markdown text as (heading line, whole section text), in order; text before the first
-/// `## ` heading is not a section.
-fn sections(md: &str) -> Vec<(&str, &str)> {
+use std::ops::Range;
+
+/// The `## ` sections of a markdown text as (heading line, byte range of the whole section), in order; text before
+/// the first `## ` heading is not a section.
+fn section_spans(md: &str) -> Vec<(&str, Range<usize>)> {
     let mut starts: Vec<usize> = md.match_indices("\n## ").map(|(i, _)| i + 1).collect();
     if md.starts_with("## ") {
         starts.insert(0, 0);
@@ -12,10 +15,26 @@ fn sections(md: &str) -> Vec<(&str, &str)> {
         .enumerate()
         .map(|(k, &start)| {
             let end = starts.get(k + 1).copied().unwrap_or(md.len());
-            let text = &md[start..end];
-            (text.lines().next().unwrap_or_default(), text)
+            (md[start..end].lines().next().unwrap_or_default(), start..end)
         })
         .collect()
+}
+
+/// The `## ` sections as (heading line, whole section text).
+fn sections(md: &str) -> Vec<(&str, &str)> {
+    section_spans(md).into_iter().map(|(heading, span)| (heading, &md[span])).collect()
+}
+
+/// `md` with the section headed like `section` (its first line) replaced in place by `section`, or `section`
+/// appended when `md` has none.
+pub fn replace_or_append(md: &str, section: &str) -> String {
+    let heading = section.lines().next().unwrap_or_default();
+    let Some((_, span)) = section_spans(md).into_iter().find(|(h, _)| *h == heading) else {
+        return format!("{}\n\n{}", md.trim_end(), section);
+    };
+    // A blank line between the section and the heading after it, as between any two sections.
+    let gap = if span.end < md.len() { "\n\n" } else { "\n" };
+    format!("{}{}{gap}{}", &md[..span.start], section.trim_end(), &md[span.end..])
 }
 
 /// `generated`, followed by every section of `previous` whose heading `generated` does not have (in their order
@@ -45,6 +64,20 @@ mod tests {
         );
         // Regenerating again changes nothing.
         assert_eq!(keep_hand_written(&out, generated), out);
+    }
+
+    #[test]
+    fn the_section_is_appended_once_then_replaced_in_place() {
+        let base = "# R\n\n## A\n\na\n";
+        let one = replace_or_append(base, "## fab-jax's log Z benchmark (issue 13)\n\nv1\n");
+        assert!(one.starts_with(base.trim_end()) && one.contains("v1"));
+        let two = replace_or_append(&one, "## fab-jax's log Z benchmark (issue 13)\n\nv2\n");
+        assert!(two.contains("v2") && !two.contains("v1") && two.matches("fab-jax's log Z").count() == 1);
+        let middle = format!("{two}\n## Z\n\nz\n");
+        let three = replace_or_append(&middle, "## fab-jax's log Z benchmark (issue 13)\n\nv3\n");
+        assert!(three.contains("v3") && three.contains("## Z\n\nz") && !three.contains("v2"), "{three}");
+        assert!(three.contains("v3\n\n## Z"), "a blank line before the next heading: {three}");
+        assert!(two.ends_with("v2\n"), "one newline at the end: {two:?}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Small process helpers shared by the tasks.
+//! Small process and formatting helpers shared by the tasks.
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -25,4 +25,44 @@ pub fn run_checked(mut cmd: Command) -> anyhow::Result<()> {
         bail!("{line} exited with {status}");
     }
     Ok(())
+}
+
+/// The last component of `dir` (a run directory's name), empty if it has none.
+pub fn dir_name(dir: &Path) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(2_118_507), "2,118,507");
+        assert_eq!(thousands(123_456_789_012), "123,456,789,012");
+    }
+
+    #[test]
+    fn thousands_separates_groups_of_three() {
+        assert_eq!(thousands(7), "7");
+        assert_eq!(thousands(26_877), "26,877");
+        assert_eq!(thousands(100_000), "100,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
 }

@@ -1,5 +1,6 @@
 //! The instruction-count gate: reading callgrind's total `Ir` from a profile, and comparing it with the baseline.
 
+use crate::util::thousands;
 use anyhow::{Context, bail};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -81,19 +82,6 @@ pub fn failure(comparisons: &[Comparison], limit_percent: f64) -> Option<String>
     ))
 }
 
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,14 +147,5 @@ mod tests {
     #[test]
     fn a_passing_gate_has_no_failure() {
         assert_eq!(failure(&[comparison(1_000, 990), comparison(5, 5)], 2.0), None);
-    }
-
-    #[test]
-    fn counts_are_grouped_by_thousands() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(2_118_507), "2,118,507");
-        assert_eq!(thousands(123_456_789_012), "123,456,789,012");
     }
 }

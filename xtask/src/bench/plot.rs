@@ -137,7 +137,7 @@ fn draw_panel(
     chart.draw_series(LineSeries::new(xy.clone(), colour.stroke_width(2))).map_err(|e| anyhow!("{e}"))?;
     chart.draw_series(xy.iter().map(|&p| Circle::new(p, 4, colour.filled()))).map_err(|e| anyhow!("{e}"))?;
     if let Some(&(x, y)) = xy.last() {
-        let text = format!("{} Ir", super::gate::thousands(points.last().map_or(0, |p| p.1)));
+        let text = format!("{} Ir", crate::util::thousands(points.last().map_or(0, |p| p.1)));
         let style = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Right, VPos::Bottom));
         chart.draw_series(std::iter::once(Text::new(text, (x, y), style))).map_err(|e| anyhow!("{e}"))?;
     }
