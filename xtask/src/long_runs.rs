@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 /// The 2021 paper's Many Well budget: `epochs = 1e5` in F21's `FAB_ellis_paper/ManyWell/FAB_vs_NF.ipynb`.
 pub const PAPER_ITERATIONS: u64 = 100_000;
 
+/// The paper's Table 2 FAB row: noisy-mode mean log q and flow ESS (%) at 10⁵ iterations.
+const PAPER_NOISY_MODE_LOG_Q: f64 = -14.5;
+const PAPER_FLOW_ESS: f64 = 79.6;
+
 /// Trajectory points are taken at multiples of this many iterations (and at the first and last evaluations).
 const TRAJECTORY_EVERY: u64 = 10_000;
 
@@ -22,6 +26,8 @@ pub struct EvalPoint {
     pub iteration: u64,
     pub noisy_mode_log_q: f64,
     pub flow_ess: f64,
+    /// The number of flow samples the ESS was estimated on (10⁴ at periodic evaluations, 10⁵ at the final one).
+    pub n_samples: Option<u64>,
 }
 
 /// A long run: how far it got, its evaluations, and its report once it has reached the budget.
@@ -41,6 +47,13 @@ impl LongRun {
     /// The directory's name, e.g. `many_well16_fab_2021-seed0`.
     pub fn dir_name(&self) -> String {
         dir_name(&self.dir)
+    }
+
+    /// The model column of its Table 2 row: the config's name, where the run lives and how many iterations it
+    /// completed, by its report (the metrics number iterations from 0, so their last is one less).
+    pub fn row_label(&self, report: &Value) -> String {
+        let iterations = report["iterations"].as_u64().unwrap_or(self.iteration + 1);
+        format!("{}, results/long, {} iterations", report["name"].as_str().unwrap_or("?"), thousands(iterations))
     }
 }
 
@@ -84,7 +97,8 @@ fn parse_metrics(text: &str) -> (u64, f64, Vec<EvalPoint>) {
                 let (Some(log_q), Some(ess)) = (v["noisy_mode_set_mean_log_q"].as_f64(), v["flow_ess"].as_f64()) else {
                     continue;
                 };
-                evals.insert(it, EvalPoint { iteration: it, noisy_mode_log_q: log_q, flow_ess: ess });
+                let n_samples = v["n_samples"].as_u64();
+                evals.insert(it, EvalPoint { iteration: it, noisy_mode_log_q: log_q, flow_ess: ess, n_samples });
             }
             _ => {}
         }
@@ -122,20 +136,53 @@ pub fn status_markdown(run: &LongRun, budget: u64) -> String {
             thousands(budget)
         );
     }
-    let points: Vec<String> = trajectory(&run.evals)
-        .iter()
-        .map(|e| format!("{:.2} ({:.1} %) at {}", e.noisy_mode_log_q, e.flow_ess, thousands(e.iteration)))
-        .collect();
-    if !points.is_empty() {
-        let _ = write!(md, "Noisy-mode mean log q (flow ESS on 10⁴ samples): {}. ", points.join(" → "));
+    let points = trajectory(&run.evals);
+    if let Some(first) = points.first() {
+        // Name the sample count once, and again at any point that used another (the final evaluation's 10⁵).
+        let usual = first.n_samples;
+        let text: Vec<String> = points
+            .iter()
+            .map(|e| {
+                let on = match e.n_samples {
+                    Some(n) if e.n_samples != usual => format!(" on {} samples", thousands(n)),
+                    _ => String::new(),
+                };
+                format!("{:.2} ({:.1} %{on}) at {}", e.noisy_mode_log_q, e.flow_ess, thousands(e.iteration))
+            })
+            .collect();
+        let usual = usual.map_or_else(|| "its".to_string(), |n| format!("{}", thousands(n)));
+        let _ = write!(md, "Noisy-mode mean log q (flow ESS on {usual} samples): {}. ", text.join(" → "));
+    }
+    match &run.final_report {
+        Some(report) => {
+            let _ = write!(md, "{} Samples of its final flow: `figure_long_{name}.png`. ", verdict(&report["eval"]));
+        }
+        None => {
+            let _ = write!(md, "The paper: {PAPER_NOISY_MODE_LOG_Q} ({PAPER_FLOW_ESS} %) at 10⁵. ");
+        }
     }
     let _ = write!(
         md,
         "Training time {:.0} s in all (summed over sessions on different machines, some beside other work: not a speed figure). \
-         The paper: −14.5 (79.6 %) at 10⁵. Curve: `results/curves/long-{name}.csv`.",
+         Curve: `results/curves/long-{name}.csv`.",
         run.train_s
     );
     md
+}
+
+/// Whether the final evaluation reproduces the paper's row. The tolerances are the evaluation's own noise: the noisy
+/// test set is redrawn at every evaluation, which moves its mean log q by about ±0.2 between neighbouring evaluations
+/// of one flow, and a flow ESS within 5 points is within what seeds differ by in the shorter runs.
+fn verdict(eval: &Value) -> String {
+    let (Some(log_q), Some(ess)) = (eval["noisy_mode_set_mean_log_q"].as_f64(), eval["flow_ess"].as_f64()) else {
+        return "The final evaluation has no noisy-mode log q or flow ESS to set against the paper's.".into();
+    };
+    let holds = log_q >= PAPER_NOISY_MODE_LOG_Q - 0.3 && ess >= PAPER_FLOW_ESS - 5.0;
+    format!(
+        "At the budget: {log_q:.2} ({ess:.1} %) against the paper's {PAPER_NOISY_MODE_LOG_Q} ({PAPER_FLOW_ESS} %): **the paper's \
+         claim {} on this seed**.",
+        if holds { "holds" } else { "does not hold" }
+    )
 }
 
 #[cfg(test)]
@@ -147,8 +194,10 @@ mod tests {
         for it in 1..=25_000u64 {
             if it % 5000 == 0 || it == 25_000 {
                 let log_q = -20.0 + it as f64 / 5000.0;
+                // The last evaluation is the final one, on ten times as many samples.
+                let (kind, n) = if it == 25_000 { ("final", 100_000) } else { ("eval", 10_000) };
                 lines.push(format!(
-                    r#"{{"kind":"eval","iteration":{it},"flow_ess":{},"noisy_mode_set_mean_log_q":{log_q}}}"#,
+                    r#"{{"kind":"{kind}","iteration":{it},"n_samples":{n},"flow_ess":{},"noisy_mode_set_mean_log_q":{log_q}}}"#,
                     it as f64 / 1000.0
                 ));
             }
@@ -157,7 +206,10 @@ mod tests {
             }
         }
         // A resume repeats the evaluation at 20,000 with other values: the later line wins.
-        lines.push(r#"{"kind":"eval","iteration":20000,"flow_ess":99.0,"noisy_mode_set_mean_log_q":-15.5}"#.into());
+        lines.push(
+            r#"{"kind":"eval","iteration":20000,"n_samples":10000,"flow_ess":99.0,"noisy_mode_set_mean_log_q":-15.5}"#
+                .into(),
+        );
         lines.push("not json".into());
         lines.join("\n")
     }
@@ -169,6 +221,7 @@ mod tests {
         assert!((train_s - 2500.0).abs() < 1e-9);
         assert_eq!(evals.iter().map(|e| e.iteration).collect::<Vec<_>>(), [5000, 10_000, 15_000, 20_000, 25_000]);
         assert_eq!(evals[3].flow_ess, 99.0);
+        assert_eq!(evals[4].n_samples, Some(100_000));
     }
 
     #[test]
@@ -192,7 +245,10 @@ mod tests {
         let md = status_markdown(&runs[0], PAPER_ITERATIONS);
         assert!(md.contains("under way, at iteration 25,000 of 100,000"), "{md}");
         assert!(
-            md.contains("-19.00 (5.0 %) at 5,000 → -18.00 (10.0 %) at 10,000 → -15.50 (99.0 %) at 20,000 → -15.00 (25.0 %) at 25,000"),
+            md.contains(
+                "(flow ESS on 10,000 samples): -19.00 (5.0 %) at 5,000 → -18.00 (10.0 %) at 10,000 → -15.50 (99.0 %) at 20,000 → \
+                 -15.00 (25.0 % on 100,000 samples) at 25,000"
+            ),
             "{md}"
         );
         assert!(md.contains("Training time 2500 s"), "{md}");
@@ -200,8 +256,26 @@ mod tests {
         std::fs::write(run_dir.join("report.json"), r#"{"iterations": 100000}"#).unwrap();
         let runs = read_all(&dir, PAPER_ITERATIONS).unwrap();
         assert!(runs[0].final_report.is_some());
-        assert!(status_markdown(&runs[0], PAPER_ITERATIONS).contains("budget: 100,000 iterations**"));
+        let md = status_markdown(&runs[0], PAPER_ITERATIONS);
+        assert!(md.contains("budget: 100,000 iterations**"), "{md}");
+        assert!(md.contains("`figure_long_many_well16_fab_2021-seed0.png`"), "{md}");
+        assert!(
+            status_markdown(&runs[0], PAPER_ITERATIONS).contains("final evaluation has no noisy-mode log q"),
+            "a report without an eval says so"
+        );
+        let report = serde_json::json!({"name": "many_well16_fab_2021", "iterations": 100_000});
+        assert_eq!(runs[0].row_label(&report), "many_well16_fab_2021, results/long, 100,000 iterations");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_verdict_compares_with_the_papers_row_within_the_evaluation_noise() {
+        let eval = |log_q: f64, ess: f64| serde_json::json!({"noisy_mode_set_mean_log_q": log_q, "flow_ess": ess});
+        assert!(verdict(&eval(-14.46, 84.67)).contains("-14.46 (84.7 %) against the paper's -14.5 (79.6 %)"));
+        assert!(verdict(&eval(-14.46, 84.67)).contains("claim holds"));
+        assert!(verdict(&eval(-14.7, 76.0)).contains("claim holds"));
+        assert!(verdict(&eval(-14.9, 84.0)).contains("does not hold"));
+        assert!(verdict(&eval(-14.4, 70.0)).contains("does not hold"));
     }
 
     #[test]

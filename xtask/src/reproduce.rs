@@ -353,8 +353,7 @@ fn results_markdown(reports: &[(String, PathBuf, Value)], long: &[LongRun], quic
         let _ = writeln!(md, "{}", many_well_row(r, r["name"].as_str().unwrap_or("?")));
     }
     for (run, r) in long.iter().filter_map(|run| run.final_report.as_ref().map(|r| (run, r))) {
-        let label = format!("{}, results/long, {} iterations", r["name"].as_str().unwrap_or("?"), run.iteration);
-        let _ = writeln!(md, "{}", many_well_row(r, &label));
+        let _ = writeln!(md, "{}", many_well_row(r, &run.row_label(r)));
     }
     for run in long {
         let _ = writeln!(md, "\n{}", long_runs::status_markdown(run, long_runs::PAPER_ITERATIONS));

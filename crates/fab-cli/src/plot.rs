@@ -155,12 +155,14 @@ fn draw_panel(area: &Area<'_>, panel: &Panel<'_>) -> anyhow::Result<()> {
 
 /// The colour scale: relative density `p̃ / max p̃` on the window, 0 to 1.
 fn draw_colour_scale(area: &Area<'_>) -> anyhow::Result<()> {
+    // The ticks go right of the bar (on its left they ran under it), and the name is drawn at the top of the area,
+    // clear of the "1.0" tick (as a chart caption it sat on it).
+    area.draw(&Text::new("p / max p", (4, 6), ("sans-serif", 11).into_font())).map_err(|e| anyhow!("{e}"))?;
     let mut bar = ChartBuilder::on(area)
-        .caption("p / max p", ("sans-serif", 11))
         .margin_top(30)
         .margin_bottom(36)
-        .margin_right(4)
-        .y_label_area_size(30)
+        .margin_left(6)
+        .right_y_label_area_size(30)
         .build_cartesian_2d(0.0..1.0, 0.0..1.0)
         .map_err(|e| anyhow!("{e}"))?;
     bar.configure_mesh()
