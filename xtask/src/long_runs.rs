@@ -150,7 +150,7 @@ pub fn status_markdown(run: &LongRun, budget: u64) -> String {
                 format!("{:.2} ({:.1} %{on}) at {}", e.noisy_mode_log_q, e.flow_ess, thousands(e.iteration))
             })
             .collect();
-        let usual = usual.map_or_else(|| "its".to_string(), |n| thousands(n).to_string());
+        let usual = usual.map_or_else(|| "its".to_string(), thousands);
         let _ = write!(md, "Noisy-mode mean log q (flow ESS on {usual} samples): {}. ", text.join(" → "));
     }
     match &run.final_report {
